@@ -1,0 +1,191 @@
+"""Command line: ``python -m udrl intents|generate|train|evaluate|bench``.
+
+Each command is a thin wrapper over a library function. Bad input exits with code 2 and one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line instead of usage + message
+        raise CliError(f"{self.prog}: {message} (see --help)")
+
+
+def _tasks(value: str) -> list[str]:
+    from udrl.tasks import TASK_NAMES
+
+    tasks = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASK_NAMES]
+    if unknown or not tasks:
+        raise CliError(f"unknown task {', '.join(unknown) or value!r}; choose from {', '.join(TASK_NAMES)}")
+    return tasks
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CliError(f"not found: {p}")
+    return p
+
+
+def cmd_intents(args) -> None:
+    from udrl.intents import write_intents
+
+    stats = write_intents(args.out, n_train=args.train, n_test=args.test, seed=args.seed)
+    print(json.dumps(stats, indent=2))
+
+
+def cmd_generate(args) -> None:
+    from udrl.data import GenerationPlan, generate_corpus, read_intents
+    from udrl.teacher import load_teacher
+
+    tasks = _tasks(args.tasks)
+    intents: dict[str, str] = {}
+    for split in ("train", "test"):
+        path = _existing(Path(args.intents) / f"{split}.txt")
+        for intent in read_intents(path):
+            intents.setdefault(intent, split)
+    if args.samples < 1:
+        raise CliError("--samples must be at least 1")
+    try:
+        worker = tuple(int(x) for x in args.worker.split("/"))
+        assert len(worker) == 2 and 0 <= worker[0] < worker[1]
+    except (ValueError, AssertionError):
+        raise CliError(f"--worker must look like 0/2, got {args.worker!r}") from None
+    extra = {"n_threads": args.threads} if args.backend == "llama.cpp" and args.threads else {}
+    teacher = load_teacher(args.backend, model=args.model, url=args.url, **extra)
+    plan = GenerationPlan(intents, tuple(tasks), args.samples, seed=args.seed, worker=worker)
+    written = generate_corpus(teacher, plan, args.out, shard_size=args.shard_size, limit=args.limit)
+    print(f"wrote {written} records to {args.out}")
+
+
+def cmd_train(args) -> None:
+    from udrl.train import TrainConfig, train
+
+    cfg = TrainConfig(corpus=str(_existing(args.corpus)), out=args.out, init=args.init, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_layer=args.n_layer,
+                      n_embd=args.n_embd, n_head=args.n_head, vocab_size=args.vocab_size,
+                      max_steps=args.max_steps, resume=args.resume)
+    train(cfg)
+
+
+def cmd_evaluate(args) -> None:
+    from udrl.evaluate import evaluate, write_report
+
+    result = evaluate(str(_existing(args.checkpoint)), str(_existing(args.intents)), _tasks(args.tasks),
+                      samples=args.samples, limit=args.limit, seed=args.seed, teacher_backend=args.teacher)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.report:
+        write_report(result, args.report)
+    from udrl.evaluate import summary_lines
+
+    print("\n".join(summary_lines(result)))
+
+
+def cmd_bench(args) -> None:
+    from udrl.bench import run_bench
+
+    result = run_bench(str(_existing(args.checkpoint)), str(_existing(args.intents)), task=_tasks(args.task)[0],
+                       prompts=args.prompts, batch_size=args.batch_size, length=args.length)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m udrl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("intents", help="build data/intents/train.txt and test.txt")
+    p.add_argument("--out", default="data/intents")
+    p.add_argument("--train", type=int, default=2000)
+    p.add_argument("--test", type=int, default=330)
+    p.add_argument("--seed", type=int, default=13)
+    p.set_defaults(func=cmd_intents)
+
+    p = sub.add_parser("generate", help="teacher samples for intents x tasks, scored, as JSONL shards")
+    p.add_argument("--intents", default="data/intents", help="folder with train.txt and test.txt")
+    p.add_argument("--tasks", default="image_prompt,search_queries,headline")
+    p.add_argument("--samples", type=int, default=2, help="samples per (intent, task)")
+    p.add_argument("--backend", default="llama.cpp", choices=["llama.cpp", "transformers", "openai"])
+    p.add_argument("--model", default=None, help="GGUF path, HF id or server model name")
+    p.add_argument("--url", default=None, help="OpenAI-compatible base URL (or UDRL_TEACHER_URL)")
+    p.add_argument("--out", default="data/distill")
+    p.add_argument("--shard-size", type=int, default=2000)
+    p.add_argument("--limit", type=int, default=None, help="stop after this many new samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--worker", default="0/1", help="I/N: this process takes the I-th of N parts of the intents")
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train", help="train the UDRL student on the corpus")
+    p.add_argument("--corpus", default="data/distill")
+    p.add_argument("--out", default="checkpoints/student")
+    p.add_argument("--init", default=None, help="pretrained GPT-2 id or path (default: new small GPT-2)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=256)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/../<name>-state")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="command sweeps, controllability and teacher comparison")
+    p.add_argument("--checkpoint", default="checkpoints/student")
+    p.add_argument("--intents", default="data/intents/test.txt")
+    p.add_argument("--tasks", default="image_prompt,search_queries,headline")
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--limit", type=int, default=60, help="number of intents")
+    p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers", "none"])
+    p.add_argument("--json", default="runs/eval.json")
+    p.add_argument("--report", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="student vs teacher speed, side by side")
+    p.add_argument("--checkpoint", default="checkpoints/student")
+    p.add_argument("--intents", default="data/intents/test.txt")
+    p.add_argument("--task", default="image_prompt")
+    p.add_argument("--prompts", type=int, default=24)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--length", type=int, default=None, help="length command (default: teacher median)")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from udrl.teacher import TeacherUnavailable
+
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, TeacherUnavailable, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""UDRL command encoding, shared by training and inference.
+
+A command is (task, relevance, length). Relevance is cut into per-task quantile bins of the corpus's
+achieved relevance (each bin token is seen equally often in training); length is one token per word count.
+The encoding is fitted once on the training split and saved as ``udrl.json`` beside the checkpoint, so the
+supported range lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from udrl.tasks import TASK_NAMES
+
+ENCODING_FILE = "udrl.json"
+LENGTH_MIN, LENGTH_MAX = 1, 64  # length tokens; commands from 5 to 60 words are accepted
+LENGTH_COMMAND_RANGE = (5, 60)
+SEP, EOS, PAD = "<|sep|>", "<|endoftext|>", "<|pad|>"
+
+
+def task_token(task: str) -> str:
+    return f"<|task:{task}|>"
+
+
+def relevance_token(b: int) -> str:
+    return f"<|rel:{b}|>"
+
+
+def length_token(n: int) -> str:
+    return f"<|len:{n}|>"
+
+
+@dataclass
+class CommandEncoding:
+    """Per-task relevance bin edges and the supported command ranges."""
+
+    relevance_bins: int
+    relevance_edges: dict[str, list[float]]  # task -> inner edges (relevance_bins - 1 values)
+    relevance_range: dict[str, list[float]]  # task -> [low, high] the slider may ask for
+    length_range: dict[str, list[int]] = field(default_factory=dict)  # task -> typical [low, high] words
+    length_median: dict[str, int] = field(default_factory=dict)
+    relevance_median: dict[str, float] = field(default_factory=dict)
+    version: int = 1
+
+    @classmethod
+    def fit(cls, records: Sequence[dict], bins: int = 10) -> CommandEncoding:
+        """Fit bin edges and ranges on training records (quantiles of achieved rewards per task)."""
+        edges, ranges, lengths, length_medians, rel_medians = {}, {}, {}, {}, {}
+        for task in TASK_NAMES:
+            rel = np.array([r["rewards"]["relevance"] for r in records if r["task"] == task], dtype=float)
+            if rel.size == 0:
+                continue
+            qs = np.quantile(rel, np.linspace(0, 1, bins + 1))
+            edges[task] = [round(float(q), 4) for q in qs[1:-1]]
+            ranges[task] = [round(float(np.quantile(rel, 0.02)), 3), round(float(np.quantile(rel, 0.98)), 3)]
+            rel_medians[task] = round(float(np.median(rel)), 4)
+            n = np.array([r["rewards"]["length"] for r in records if r["task"] == task], dtype=float)
+            lengths[task] = [int(np.quantile(n, 0.05)), int(np.quantile(n, 0.95))]
+            length_medians[task] = int(np.median(n))
+        if not edges:
+            raise ValueError("no training records to fit the command encoding on")
+        return cls(bins, edges, ranges, lengths, length_medians, rel_medians)
+
+    # -- value -> token ------------------------------------------------------------------------------
+    def tasks(self) -> list[str]:
+        return list(self.relevance_edges)
+
+    def check_task(self, task: str) -> None:
+        if task not in self.relevance_edges:
+            raise ValueError(f"task {task!r} is not supported by this checkpoint; choose one of: "
+                             f"{', '.join(self.relevance_edges)}")
+
+    def clamp_relevance(self, task: str, value: float) -> float:
+        """The value clamped into the task's supported range (NaN becomes the median)."""
+        self.check_task(task)
+        lo, hi = self.relevance_range[task]
+        if value is None or not math.isfinite(float(value)):
+            return self.relevance_median[task]
+        return min(max(float(value), lo), hi)
+
+    def relevance_bin(self, task: str, value: float) -> int:
+        """Bin index (0 = least relevant) of a relevance value for ``task``."""
+        self.check_task(task)
+        return bisect_right(self.relevance_edges[task], float(value))
+
+    @staticmethod
+    def clamp_length(value: float) -> int:
+        """Word count clamped to the accepted command range 5..60 (and to the tokens, for achieved values)."""
+        if value is None or not math.isfinite(float(value)):
+            raise ValueError("length must be a number of words")
+        return int(min(max(round(float(value)), LENGTH_MIN), LENGTH_MAX))
+
+    def prefix(self, task: str, relevance: float, length: float) -> str:
+        """Control-token prefix of one command; relevance is in reward units (cosine similarity)."""
+        return (task_token(task) + relevance_token(self.relevance_bin(task, relevance))
+                + length_token(self.clamp_length(length)))
+
+    def special_tokens(self) -> list[str]:
+        """Every control token, in a fixed order (tokenizers add them with these ids)."""
+        return ([PAD, SEP] + [task_token(t) for t in TASK_NAMES]
+                + [relevance_token(b) for b in range(self.relevance_bins)]
+                + [length_token(n) for n in range(LENGTH_MIN, LENGTH_MAX + 1)])
+
+    # -- persistence ---------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        Path(directory, ENCODING_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CommandEncoding:
+        path = Path(directory, ENCODING_FILE)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: not a udrl student checkpoint")
+        return cls(**json.loads(path.read_text()))
+
+
+def training_text(encoding: CommandEncoding, record: dict) -> tuple[str, str]:
+    """(prompt, completion) of a record relabelled with what it achieved (hindsight)."""
+    r = record["rewards"]
+    prompt = encoding.prefix(record["task"], r["relevance"], r["length"]) + record["intent"] + SEP
+    return prompt, " " + record["output"] + EOS
+
+
+def prompt_text(encoding: CommandEncoding, intent: str, task: str, relevance: float, length: float) -> str:
+    """The student's prompt for a user's command."""
+    return encoding.prefix(task, relevance, length) + intent + SEP

@@ -1,0 +1,162 @@
+"""Command sweeps on held-out intents: does the achieved reward follow the command, and how does the
+student at its highest command compare with its teacher?"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+
+from udrl import rewards
+from udrl.data import read_intents
+
+RELEVANCE_STEPS = 6
+LENGTH_COMMANDS = (8, 12, 16, 24, 32, 40)
+LENGTH_MAE_RANGE = (8, 40)
+
+
+def _group_diversity(groups: list[list[str]]) -> float:
+    """Mean distinct-2 over the samples of each intent."""
+    return float(np.mean([rewards.diversity(g) for g in groups])) if groups else 0.0
+
+
+def _stats(intents: list[str], groups: list[list[str]]) -> dict:
+    flat_intents = [i for i, g in zip(intents, groups) for _ in g]
+    flat = [o for g in groups for o in g]
+    rel = np.array(rewards.relevance(flat_intents, flat))
+    lengths = np.array(rewards.length(flat))
+    nov = np.array(rewards.novelty(flat_intents, flat))
+    return {"relevance": rel, "length": lengths, "novelty": nov, "diversity": _group_diversity(groups),
+            "n": len(flat)}
+
+
+def sweep_student(student, intents: list[str], task: str, commands: list[float], *, samples: int,
+                  seed: int, length: int | None = None, kind: str = "relevance",
+                  relevance: float | None = None) -> list[tuple[float, dict]]:
+    """Student outputs scored for each command value (``kind`` = which command is swept)."""
+    results = []
+    for c in commands:
+        if kind == "relevance":
+            outs = student.generate(intents, task, relevance=c, length=length, n=samples, seed=seed)
+        else:
+            outs = student.generate(intents, task, relevance=relevance, length=c, n=samples, seed=seed)
+        results.append((c, _stats(intents, [[o.text for o in g] for g in outs])))
+    return results
+
+
+def relevance_commands(student, task: str, steps: int = RELEVANCE_STEPS) -> list[float]:
+    lo, hi = student.encoding.relevance_range[task]
+    return [round(float(x), 4) for x in np.linspace(lo, hi, steps)]
+
+
+def evaluate_task(student, teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
+    """The metrics of one task (see the module docstring of ``python -m udrl evaluate``)."""
+    enc = student.encoding
+    median_length = enc.length_median[task]
+    rel_commands = relevance_commands(student, task)
+    rel_runs = sweep_student(student, intents, task, rel_commands, samples=samples, seed=seed,
+                             length=median_length)
+    sweep = [{"relevance_command": c, "relevance_mean": round(float(s["relevance"].mean()), 4),
+              "relevance_std": round(float(s["relevance"].std()), 4),
+              "length_mean": round(float(s["length"].mean()), 2),
+              "novelty_mean": round(float(s["novelty"].mean()), 4), "diversity": round(s["diversity"], 4),
+              "n": s["n"]} for c, s in rel_runs]
+    spearman = float(spearmanr(rel_commands, [s["relevance_mean"] for s in sweep]).statistic)
+    per_sample_cmd = np.concatenate([np.full(s["n"], c) for c, s in rel_runs])
+    per_sample_rel = np.concatenate([s["relevance"] for _, s in rel_runs])
+    pearson = float(pearsonr(per_sample_cmd, per_sample_rel).statistic)
+
+    len_runs = sweep_student(student, intents, task, list(LENGTH_COMMANDS), samples=samples, seed=seed,
+                             kind="length", relevance=enc.relevance_range[task][1])
+    length_sweep = [{"length_command": c, "length_mean": round(float(s["length"].mean()), 2),
+                     "length_std": round(float(s["length"].std()), 2),
+                     "length_mae": round(float(np.abs(s["length"] - c).mean()), 2),
+                     "relevance_mean": round(float(s["relevance"].mean()), 4), "n": s["n"]} for c, s in len_runs]
+    in_range = [np.abs(s["length"] - c) for c, s in len_runs if LENGTH_MAE_RANGE[0] <= c <= LENGTH_MAE_RANGE[1]]
+    top_command, top = rel_runs[-1]
+    result = {
+        "sweep": sweep, "spearman": round(spearman, 4), "pearson": round(pearson, 4),
+        "length_sweep": length_sweep, "length_mae": round(float(np.concatenate(in_range).mean()), 3),
+        "top": {"relevance_command": top_command, "relevance_mean": round(float(top["relevance"].mean()), 4),
+                "novelty_mean": round(float(top["novelty"].mean()), 4), "diversity": round(top["diversity"], 4),
+                "length_mean": round(float(top["length"].mean()), 2)},
+        "teacher": None,
+    }
+    if teacher is not None:
+        groups = teacher.generate(intents, task, n=samples, seed=seed, temperature=0.7, top_p=0.95)
+        t = _stats(intents, [[o.text for o in g] for g in groups])
+        result["teacher"] = {
+            "backend": teacher.backend, "model": teacher.model,
+            "relevance_mean": round(float(t["relevance"].mean()), 4),
+            "relevance_std": round(float(t["relevance"].std()), 4),
+            "length_mean": round(float(t["length"].mean()), 2), "length_std": round(float(t["length"].std()), 2),
+            "novelty_mean": round(float(t["novelty"].mean()), 4), "diversity": round(t["diversity"], 4),
+            "n": t["n"],
+        }
+    return result
+
+
+def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int = 4, limit: int | None = 60,
+             seed: int = 0, teacher_backend: str = "llama.cpp") -> dict:
+    """Evaluate a checkpoint on the first ``limit`` intents of a file; returns the JSON-ready result."""
+    from udrl.student import load_student
+    from udrl.teacher import load_teacher
+
+    student = load_student(checkpoint)
+    intents = read_intents(intents_file)[:limit]
+    if not intents:
+        raise ValueError(f"no intents in {intents_file}")
+    teacher = None if teacher_backend == "none" else load_teacher(teacher_backend)
+    result = {"checkpoint": checkpoint, "intents": intents_file, "n_intents": len(intents), "samples": samples,
+              "seed": seed, "command": "python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"]
+              else "udrl.evaluate.evaluate", "parameters": student.parameters, "tasks": {}}
+    for task in tasks:
+        result["tasks"][task] = evaluate_task(student, teacher, intents, task, samples, seed)
+    return result
+
+
+GOALS = "spearman >= 0.95, pearson >= 0.6, length MAE <= 3, top relevance >= teacher's"
+
+
+def summary_lines(result: dict) -> list[str]:
+    lines = [f"{'task':<15} {'spearman':>8} {'pearson':>8} {'lenMAE':>7} {'top rel':>8} {'teacher':>8} "
+             f"{'top nov':>8} {'top div':>8} {'t div':>6}"]
+    for task, m in result["tasks"].items():
+        t = m["teacher"] or {}
+        lines.append(f"{task:<15} {m['spearman']:>8.3f} {m['pearson']:>8.3f} {m['length_mae']:>7.2f} "
+                     f"{m['top']['relevance_mean']:>8.3f} {t.get('relevance_mean', float('nan')):>8.3f} "
+                     f"{m['top']['novelty_mean']:>8.3f} {m['top']['diversity']:>8.3f} "
+                     f"{t.get('diversity', float('nan')):>6.3f}")
+    return lines + [f"goals: {GOALS}"]
+
+
+def write_report(result: dict, directory: str | Path) -> Path:
+    """Markdown report with one relevance and one length figure (plotly HTML) per task."""
+    from udrl.plots import length_figure, relevance_figure
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    lines = ["# Student evaluation", "", f"Checkpoint `{result['checkpoint']}`, {result['n_intents']} intents "
+             f"from `{result['intents']}`, {result['samples']} samples per intent and command.", "",
+             f"Command: `{result['command']}`", "", "```", *summary_lines(result), "```", ""]
+    for task, m in result["tasks"].items():
+        rel = relevance_figure(m["sweep"], m["teacher"], title=f"{task}: relevance")
+        length = length_figure(m["length_sweep"], m["teacher"], title=f"{task}: length")
+        for name, fig in ((f"{task}_relevance.html", rel), (f"{task}_length.html", length)):
+            fig.write_html(d / name, include_plotlyjs="cdn")
+        lines += [f"## {task}", "", f"- [achieved vs commanded relevance]({task}_relevance.html)",
+                  f"- [achieved vs commanded length]({task}_length.html)", "",
+                  "| relevance command | achieved mean | sd | length | novelty |", "|---|---|---|---|---|"]
+        lines += [f"| {s['relevance_command']:.3f} | {s['relevance_mean']:.3f} | {s['relevance_std']:.3f} | "
+                  f"{s['length_mean']:.1f} | {s['novelty_mean']:.3f} |" for s in m["sweep"]]
+        lines += ["", "| length command | achieved mean | MAE |", "|---|---|---|"]
+        lines += [f"| {s['length_command']} | {s['length_mean']:.1f} | {s['length_mae']:.2f} |"
+                  for s in m["length_sweep"]]
+        lines.append("")
+    path = d / "README.md"
+    path.write_text("\n".join(lines))
+    (d / "eval.json").write_text(json.dumps(result, indent=2))
+    return path

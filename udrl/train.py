@@ -1,0 +1,245 @@
+"""Train the UDRL student with Accelerate: hindsight-relabelled teacher samples -> small GPT-2.
+
+Every corpus record becomes ``<task><rel_bin><len> intent <sep> output <eos>`` with the reward the sample
+*achieved* as its command, so low-reward samples teach what a low command means. The loss covers the
+output tokens only. Runs unchanged on a CPU or, with ``accelerate launch``, on several GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from udrl.commands import EOS, PAD, CommandEncoding, training_text
+from udrl.data import load_corpus
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = "data/distill"
+    out: str = "checkpoints/student"
+    state_dir: str | None = None  # resumable training state; default runs/<out name>-state
+    init: str | None = None  # pretrained GPT-2 id or path; None builds a new small GPT-2
+    vocab_size: int = 4096
+    n_layer: int = 4
+    n_embd: int = 256
+    n_head: int = 4
+    n_positions: int = 128
+    relevance_bins: int = 10
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05
+    dropout: float = 0.1
+    max_steps: int | None = None
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+
+
+def usable(record: dict) -> bool:
+    """Records the student learns from: every reward level, but no refusals or empty answers."""
+    return not ({"refusal", "empty"} & set(record.get("flags", [])))
+
+
+def build_tokenizer(texts: list[str], encoding: CommandEncoding, vocab_size: int):
+    """A GPT-2-style byte-level BPE trained on the corpus, with the command tokens as special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = [EOS, *encoding.special_tokens()]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=EOS,
+                                   pad_token=PAD, model_max_length=128)
+
+
+def load_pretrained(init: str, encoding: CommandEncoding):
+    """A pretrained GPT-2 keeps its tokenizer; command tokens are added and embeddings resized."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    model = GPT2LMHeadModel.from_pretrained(init)
+    tokenizer.add_special_tokens({"eos_token": tokenizer.eos_token or EOS, "pad_token": PAD})
+    tokenizer.add_tokens(encoding.special_tokens(), special_tokens=True)
+    if EOS not in tokenizer.get_vocab():
+        tokenizer.add_tokens([EOS], special_tokens=True)
+    model.resize_token_embeddings(len(tokenizer))
+    return model, tokenizer
+
+
+def new_model(cfg: TrainConfig, tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=cfg.n_positions, n_embd=cfg.n_embd,
+                        n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout,
+                        embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+                        bos_token_id=tokenizer.convert_tokens_to_ids(EOS),
+                        eos_token_id=tokenizer.convert_tokens_to_ids(EOS),
+                        pad_token_id=tokenizer.convert_tokens_to_ids(PAD), tie_word_embeddings=True)
+    return GPT2LMHeadModel(config)
+
+
+def encode_records(records: list[dict], encoding: CommandEncoding, tokenizer, max_len: int) -> list[dict]:
+    """Token ids and labels (-100 on the command and intent) for each record."""
+    examples = []
+    for r in records:
+        prompt, completion = training_text(encoding, r)
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        ids = (p + c)[:max_len]
+        labels = ([-100] * len(p) + c)[:max_len]
+        examples.append({"input_ids": ids, "labels": labels})
+    return examples
+
+
+def collate(pad_id: int):
+    def fn(batch: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return fn
+
+
+def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
+    """Encoding + tokenizer + model, fresh or from the saved training state (so a resume is identical)."""
+    from transformers import AutoTokenizer
+
+    if cfg.resume and (state / "assets" / "udrl.json").is_file():
+        encoding = CommandEncoding.load(state / "assets")
+        tokenizer = AutoTokenizer.from_pretrained(state / "assets")
+    else:
+        encoding = CommandEncoding.fit(train_records, bins=cfg.relevance_bins)
+        if cfg.init:
+            _, tokenizer = load_pretrained(cfg.init, encoding)
+        else:
+            texts = [r["intent"] for r in train_records] + [r["output"] for r in train_records]
+            tokenizer = build_tokenizer(texts, encoding, cfg.vocab_size)
+        (state / "assets").mkdir(parents=True, exist_ok=True)
+        encoding.save(state / "assets")
+        tokenizer.save_pretrained(state / "assets")
+    model = load_pretrained(cfg.init, encoding)[0] if cfg.init else new_model(cfg, tokenizer)
+    return encoding, tokenizer, model
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, evaluate held-out loss each epoch, save a resumable state and the final checkpoint."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+    from transformers import GenerationConfig, get_cosine_schedule_with_warmup
+
+    accelerator = Accelerator()
+    set_seed(cfg.seed)
+    state = Path(cfg.state_dir or f"runs/{Path(cfg.out).name}-state")
+    records = [r for r in load_corpus(cfg.corpus) if usable(r)]
+    train_records = [r for r in records if r["split"] == "train"]
+    heldout_records = [r for r in records if r["split"] == "test"]
+    if not train_records:
+        raise ValueError(f"no training records in {cfg.corpus}")
+    encoding, tokenizer, model = _prepare_assets(cfg, state, train_records)
+    pad_id = tokenizer.convert_tokens_to_ids(PAD)
+    max_len = model.config.n_positions
+    train_set = encode_records(train_records, encoding, tokenizer, max_len)
+    heldout_set = encode_records(heldout_records, encoding, tokenizer, max_len)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate(pad_id),
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    heldout = DataLoader(heldout_set or train_set[:256], batch_size=cfg.batch_size, collate_fn=collate(pad_id))
+
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    total_steps = cfg.max_steps or cfg.epochs * math.ceil(len(loader) / accelerator.num_processes)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
+    model, optimizer, loader, heldout, scheduler = accelerator.prepare(model, optimizer, loader, heldout,
+                                                                       scheduler)
+    progress_file = state / "progress.json"
+    start_epoch, history = 0, []
+    if cfg.resume and progress_file.is_file():
+        saved = json.loads(progress_file.read_text())
+        accelerator.load_state(str(state / "accelerate"))
+        start_epoch, history = saved["epoch"], saved["history"]
+        accelerator.print(f"resuming after epoch {start_epoch}")
+
+    step = start_epoch * len(loader)
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and
+                                                                               accelerator.is_main_process))
+        running = None
+        for batch in bar:
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            bar.set_postfix(loss=f"{running:.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+            step += 1
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+        heldout_loss = evaluate_loss(model, heldout, accelerator)
+        history.append({"epoch": epoch + 1, "train_loss": round(running or float("nan"), 4),
+                        "heldout_loss": round(heldout_loss, 4)})
+        accelerator.print(f"epoch {epoch + 1}: train loss {running:.3f}, held-out loss {heldout_loss:.3f}")
+        accelerator.save_state(str(state / "accelerate"))
+        if accelerator.is_main_process:
+            progress_file.write_text(json.dumps({"epoch": epoch + 1, "history": history}))
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.generation_config = GenerationConfig(
+            do_sample=True, temperature=0.7, top_p=0.95, max_new_tokens=96,
+            eos_token_id=tokenizer.convert_tokens_to_ids(EOS), pad_token_id=pad_id)
+        unwrapped.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        encoding.save(out)
+        info = {"config": asdict(cfg), "history": history, "train_records": len(train_records),
+                "heldout_records": len(heldout_records),
+                "parameters": sum(p.numel() for p in unwrapped.parameters())}
+        (out / "training.json").write_text(json.dumps(info, indent=2))
+        from udrl.model_card import write_model_card
+
+        write_model_card(out)
+        return info
+    return {}
+
+
+@torch.no_grad()
+def evaluate_loss(model, loader, accelerator) -> float:
+    """Mean token loss over a loader (all processes)."""
+    model.eval()
+    total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
+    for batch in loader:
+        n = (batch["labels"][:, 1:] != -100).sum()
+        total += model(**batch).loss * n
+        count += n
+    total, count = accelerator.reduce(total), accelerator.reduce(count)
+    model.train()
+    return float(total / count.clamp(min=1))
+
