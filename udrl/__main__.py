@@ -63,10 +63,20 @@ def cmd_generate(args) -> None:
     except (ValueError, AssertionError):
         raise CliError(f"--worker must look like 0/2, got {args.worker!r}") from None
     extra = {"n_threads": args.threads} if args.backend == "llama.cpp" and args.threads else {}
+    if args.backend == "transformers" and args.batch_size:
+        extra["batch_size"] = args.batch_size
     teacher = load_teacher(args.backend, model=args.model, url=args.url, **extra)
     plan = GenerationPlan(intents, tuple(tasks), args.samples, seed=args.seed, worker=worker)
-    written = generate_corpus(teacher, plan, args.out, shard_size=args.shard_size, limit=args.limit)
+    written = generate_corpus(teacher, plan, args.out, shard_size=args.shard_size, limit=args.limit,
+                              chunk=args.chunk, score=not args.raw)
     print(f"wrote {written} records to {args.out}")
+
+
+def cmd_score(args) -> None:
+    from udrl.data import score_raw
+
+    written = score_raw(_existing(args.raw), args.out)
+    print(f"scored {written} raw records into {args.out}")
 
 
 def cmd_train(args) -> None:
@@ -126,7 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", default="0/1", help="I/N: this process takes the I-th of N parts of the intents")
     p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: all cores)")
+    p.add_argument("--batch-size", type=int, default=None, help="transformers backend batch size")
+    p.add_argument("--chunk", type=int, default=32, help="intents per scheduling block (larger on a GPU)")
+    p.add_argument("--raw", action="store_true", help="skip rewards (label later with `score`)")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("score", help="label raw samples with rewards into the corpus")
+    p.add_argument("--raw", required=True, help="folder of raw JSONL shards")
+    p.add_argument("--out", default="data/distill")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("train", help="train the UDRL student on the corpus")
     p.add_argument("--corpus", default="data/distill")

@@ -44,8 +44,8 @@ def decoding_for(intent: str, sample: int) -> tuple[float, float]:
     return DECODING_GRID[(_intent_hash(intent) + sample) % len(DECODING_GRID)]
 
 
-def validate_record(record: dict) -> None:
-    """Raise ValueError if ``record`` does not follow the corpus contract."""
+def validate_record(record: dict, raw: bool = False) -> None:
+    """Raise ValueError if ``record`` does not follow the corpus contract (``raw``: rewards may be null)."""
     missing = [f for f in RECORD_FIELDS if f not in record]
     if missing:
         raise ValueError(f"record {record.get('id', '?')} lacks {', '.join(missing)}")
@@ -56,7 +56,9 @@ def validate_record(record: dict) -> None:
     if not isinstance(record["output"], str) or not record["output"].strip():
         raise ValueError(f"record {record['id']}: empty output")
     rewards = record["rewards"]
-    if set(REWARD_FIELDS) - set(rewards):
+    if raw and rewards is None:
+        return
+    if not isinstance(rewards, dict) or set(REWARD_FIELDS) - set(rewards):
         raise ValueError(f"record {record['id']}: rewards need {', '.join(REWARD_FIELDS)}")
     if not -1.0 <= rewards["relevance"] <= 1.0 or not 0.0 <= rewards["novelty"] <= 1.0:
         raise ValueError(f"record {record['id']}: reward out of range")
@@ -99,8 +101,8 @@ class ShardWriter:
         self.count = _count_lines(shards[-1]) if shards else 0
         self._fh = None
 
-    def write(self, record: dict) -> None:
-        validate_record(record)
+    def write(self, record: dict, raw: bool = False) -> None:
+        validate_record(record, raw=raw)
         if self._fh is None or self.count >= self.shard_size:
             if self._fh is not None:
                 self._fh.close()
@@ -154,15 +156,43 @@ class GenerationPlan:
                     yield task, todo
 
 
+def _bucket_by_decoding(todo: list[tuple[str, int]]) -> dict[tuple[float, float], list[tuple[str, int]]]:
+    buckets: dict[tuple[float, float], list[tuple[str, int]]] = {}
+    for intent, k in todo:
+        buckets.setdefault(decoding_for(intent, k), []).append((intent, k))
+    return buckets
+
+
+def _sample_bucket(teacher, task: str, items: list[tuple[str, int]], temperature: float, top_p: float,
+                   seed: int) -> list:
+    """One teacher call for a bucket of (intent, sample) pairs sharing a decoding setting; empty answers
+    are retried twice with other seeds."""
+    samples = [s[0] for s in teacher.generate([i for i, _ in items], task, n=1, seed=seed,
+                                              temperature=temperature, top_p=top_p)]
+    for attempt in (1, 2):
+        empty = [j for j, s in enumerate(samples) if "empty" in s.flags]
+        if not empty:
+            break
+        retry = teacher.generate([items[j][0] for j in empty], task, n=1, seed=seed + attempt * 7919,
+                                 temperature=temperature, top_p=top_p)
+        for j, again in zip(empty, retry):
+            samples[j] = again[0]
+    return samples
+
+
 def generate_corpus(teacher, plan: GenerationPlan, out_dir: str | Path, shard_size: int = 2000,
-                    limit: int | None = None, progress: bool = True) -> int:
-    """Run the teacher over the plan, score each sample and append records; return how many were written."""
+                    limit: int | None = None, progress: bool = True, chunk: int = 32, score: bool = True) -> int:
+    """Run the teacher over the plan, score each sample and append records; return how many were written.
+
+    With ``score=False`` records are written with ``rewards: null`` (raw samples, e.g. from a GPU host
+    without the reward model); ``score_raw`` labels them later.
+    """
     from tqdm.auto import tqdm
 
     from udrl import rewards
 
     done = {r["id"] for r in iter_records(out_dir)}
-    total = sum(len(todo) for _, todo in plan.pending(done))
+    total = sum(len(todo) for _, todo in plan.pending(done, chunk))
     if limit is not None:
         total = min(total, limit)
     index, count = plan.worker
@@ -171,23 +201,19 @@ def generate_corpus(teacher, plan: GenerationPlan, out_dir: str | Path, shard_si
     written = 0
     bar = tqdm(total=total, unit="sample", disable=not progress, smoothing=0.05)
     try:
-        for task, todo in plan.pending(done):
+        for task, todo in plan.pending(done, chunk):
             if written >= total:
                 break
             todo = todo[: total - written]
             outputs = []
-            for intent, k in todo:
-                temperature, top_p = decoding_for(intent, k)
-                seed = plan.seed * 1_000_003 + _intent_hash(intent) % 1_000_000 + k
-                for attempt in range(3):  # an empty answer is retried with another seed
-                    sample = teacher.generate([intent], task, n=1, seed=seed + attempt * 7919,
-                                              temperature=temperature, top_p=top_p)[0][0]
-                    if "empty" not in sample.flags:
-                        break
-                outputs.append((intent, k, sample))
-                bar.update(1)
+            for (temperature, top_p), items in _bucket_by_decoding(todo).items():
+                seed = plan.seed * 1_000_003 + _intent_hash(items[0][0]) % 1_000_000 + items[0][1]
+                samples = _sample_bucket(teacher, task, items, temperature, top_p, seed)
+                outputs.extend((i, k, s) for (i, k), s in zip(items, samples))
+                bar.update(len(items))
             kept = [(i, k, s) for i, k, s in outputs if "empty" not in s.flags]
-            scores = rewards.score([i for i, _, _ in kept], [s.text for _, _, s in kept])
+            scores = (rewards.score([i for i, _, _ in kept], [s.text for _, _, s in kept]) if score
+                      else [None] * len(kept))
             for (intent, k, sample), reward in zip(kept, scores):
                 writer.write({
                     "id": record_id(intent, task, k), "intent": intent, "task": task, "output": sample.text,
@@ -196,9 +222,28 @@ def generate_corpus(teacher, plan: GenerationPlan, out_dir: str | Path, shard_si
                     "seed": sample.seed, "rewards": reward, "latency_ms": round(sample.latency_ms, 1),
                     "tokens": {"prompt": sample.prompt_tokens, "completion": sample.completion_tokens},
                     "flags": sample.flags,
-                })
+                }, raw=not score)
                 written += 1
     finally:
         bar.close()
         writer.close()
     return written
+
+
+def score_raw(raw_dir: str | Path, out_dir: str | Path, batch: int = 2048, shard_size: int = 2000,
+              prefix: str = "part-scored") -> int:
+    """Label raw records (``rewards: null``) with their rewards and append those not yet in ``out_dir``."""
+    from udrl import rewards
+
+    done = {r["id"] for r in iter_records(out_dir)}
+    todo = [r for r in iter_records(raw_dir) if r["id"] not in done]
+    writer = ShardWriter(out_dir, shard_size, prefix=prefix)
+    try:
+        for start in range(0, len(todo), batch):
+            chunk = todo[start : start + batch]
+            for record, reward in zip(chunk, rewards.score([r["intent"] for r in chunk],
+                                                           [r["output"] for r in chunk])):
+                writer.write({**record, "rewards": reward})
+    finally:
+        writer.close()
+    return len(todo)

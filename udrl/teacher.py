@@ -76,6 +76,26 @@ def proxy_gguf_path() -> Path:
 
 
 REPEAT_PENALTY = 1.3  # SmolLM2-135M loops on phrases without it
+REPEAT_LAST_N = 64  # llama.cpp's default window for the penalty
+
+
+class RecentRepetitionPenalty:
+    """llama.cpp's repetition penalty: only the last ``last_n`` tokens are penalised.
+
+    Written by hand because transformers' ``repetition_penalty`` covers the whole prompt, few-shot turns
+    and end-of-turn tokens included, which stops the model from ending its answer and changes the samples.
+    """
+
+    def __init__(self, penalty: float = REPEAT_PENALTY, last_n: int = REPEAT_LAST_N):
+        self.penalty, self.last_n = penalty, last_n
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        recent = input_ids[:, -self.last_n:]
+        picked = torch.gather(scores, 1, recent)
+        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
+        return scores.scatter(1, recent, picked)
 
 
 def _finish(task: Task, raw: str, started: float, prompt_tokens: int, completion_tokens: int,
@@ -162,6 +182,7 @@ class TransformersTeacher:
 
     def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
         import torch
+        from transformers import LogitsProcessorList
 
         t = get_task(task)
         prompts = [
@@ -180,7 +201,7 @@ class TransformersTeacher:
                     **enc, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
                     top_p=top_p if temperature > 0 else None, max_new_tokens=max_new_tokens or t.max_new_tokens,
                     pad_token_id=self.tokenizer.pad_token_id, stop_strings=list(t.stop), tokenizer=self.tokenizer,
-                    repetition_penalty=REPEAT_PENALTY,
+                    logits_processor=LogitsProcessorList([RecentRepetitionPenalty()]),
                 )
             new = out[:, enc["input_ids"].shape[1]:]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -1,0 +1,362 @@
+"""udrl-distill demo: steer the distilled student with reward commands, compare it with its teacher,
+plot achieved reward against the command, and collect blind ratings.
+
+Run ``python app.py`` (port 7860; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import random  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from udrl import rewards  # noqa: E402
+from udrl.annotations import VERDICTS, AnnotationError, RatingStore  # noqa: E402
+from udrl.data import read_intents  # noqa: E402
+from udrl.inputs import MAX_INTENT_CHARS, MAX_SAMPLES, InputError, clean_intent, parse_request  # noqa: E402
+from udrl.plots import length_figure, relevance_figure  # noqa: E402
+from udrl.service import ModelUnavailable, Models  # noqa: E402
+from udrl.tasks import TASK_NAMES, TASKS  # noqa: E402
+
+MODELS = Models()
+TEST_INTENTS = "data/intents/test.txt"
+TABLE_HEADERS = ["#", "output", "relevance", "length", "novelty"]
+SWEEP_LENGTHS = (8, 16, 24, 32, 40)
+_store: RatingStore | None = None
+_store_error: str | None = None
+
+
+def ratings_store() -> RatingStore:
+    """The ratings database, opened once; a clear error if its path is not writable."""
+    global _store, _store_error
+    if _store is None and _store_error is None:
+        try:
+            _store = RatingStore()
+        except AnnotationError as err:
+            _store_error = str(err)
+    if _store is None:
+        raise gr.Error(f"Ratings cannot be saved: {_store_error}")
+    return _store
+
+
+def _fail(err: Exception) -> gr.Error:
+    return gr.Error(str(err), title="Cannot run this request")
+
+
+def _request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95):
+    try:
+        student = MODELS.student
+        ranges = student.encoding.relevance_range
+    except ModelUnavailable:
+        ranges = None
+    try:
+        return parse_request(intent, task, relevance, length, n, seed, temperature, top_p,
+                             tasks=list(TASK_NAMES), relevance_range=ranges)
+    except InputError as err:
+        raise _fail(err) from None
+
+
+def _scored_rows(intent: str, texts: list[str]) -> tuple[list[list], dict]:
+    scores = rewards.score([intent] * len(texts), texts)
+    rows = [[i + 1, t, s["relevance"], s["length"], s["novelty"]] for i, (t, s) in enumerate(zip(texts, scores))]
+    mean = {k: float(np.mean([s[k] for s in scores])) for k in ("relevance", "length", "novelty")}
+    return rows, mean
+
+
+def run_student(req) -> tuple[list[list], dict]:
+    try:
+        student = MODELS.student
+    except ModelUnavailable as err:
+        raise _fail(err) from None
+    with MODELS.student_lock:
+        started = time.perf_counter()
+        outs = student.generate([req.intent], req.task, relevance=req.relevance, length=req.length, n=req.n,
+                                temperature=req.temperature, top_p=req.top_p, seed=req.seed)[0]
+        elapsed = time.perf_counter() - started
+    rows, mean = _scored_rows(req.intent, [o.text for o in outs])
+    tokens = sum(o.tokens for o in outs)
+    return rows, {**mean, "latency_ms": elapsed * 1000 / req.n, "tokens_per_s": tokens / elapsed,
+                  "command": outs[0].command}
+
+
+def run_teacher(req) -> tuple[list[list], dict]:
+    teacher = MODELS.teacher  # raises ModelUnavailable with the reason
+    with MODELS.teacher_lock:
+        started = time.perf_counter()
+        outs = teacher.generate([req.intent], req.task, n=req.n, seed=req.seed, temperature=req.temperature,
+                                top_p=req.top_p)[0]
+        elapsed = time.perf_counter() - started
+    rows, mean = _scored_rows(req.intent, [o.text for o in outs])
+    tokens = sum(o.completion_tokens for o in outs)
+    return rows, {**mean, "latency_ms": elapsed * 1000 / req.n, "tokens_per_s": tokens / elapsed}
+
+
+def _side_md(name: str, m: dict | None) -> str:
+    if m is None:
+        return f"**{name}**: no output"
+    return (f"**{name}**: relevance {m['relevance']:.3f} · length {m['length']:.1f} words · novelty "
+            f"{m['novelty']:.2f} · {m['latency_ms']:.0f} ms per sample · {m['tokens_per_s']:.0f} tokens/s")
+
+
+def _notes_md(req) -> str:
+    return "".join(f"\n\n⚠️ {note}" for note in req.notes)
+
+
+def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95):
+    """Student only, for the sliders: outputs and their rewards under the chosen command."""
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p)
+    rows, m = run_student(req)
+    cmd = m["command"]
+    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}, length {cmd['length']}"
+               + _notes_md(req))
+    return rows, summary
+
+
+def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95):
+    """Teacher and student side by side on one intent, with rewards, latency and the speed-up."""
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p)
+    s_rows, s = run_student(req)
+    try:
+        t_rows, t = run_teacher(req)
+        teacher_note = ""
+    except ModelUnavailable as err:
+        t_rows, t, teacher_note = [], None, f"\n\n⏳ {err}"
+    lines = [_side_md("Teacher", t) + teacher_note, _side_md("Student", s)]
+    if t is not None:
+        lines.append(f"**Student speed-up**: {t['latency_ms'] / max(s['latency_ms'], 1e-6):.1f}x faster per "
+                     f"sample · relevance {s['relevance'] - t['relevance']:+.3f} vs teacher")
+    return t_rows, s_rows, "\n\n".join(lines) + _notes_md(req)
+
+
+def sweep(intent, task, n, seed, progress=gr.Progress()):
+    """Achieved relevance and length of the student over its command ranges, for one intent."""
+    try:
+        student = MODELS.student
+    except ModelUnavailable as err:
+        raise _fail(err) from None
+    req = _request(intent, task, None, student.encoding.length_median.get(task, 20), n, seed)
+    lo, hi = student.encoding.relevance_range[req.task]
+    rel_commands = [round(float(x), 3) for x in np.linspace(lo, hi, 6)]
+    steps = len(rel_commands) + len(SWEEP_LENGTHS) + 1
+    rel_sweep, len_sweep = [], []
+    for i, c in enumerate(rel_commands):
+        progress(i / steps, desc=f"relevance command {c:.2f}")
+        with MODELS.student_lock:
+            outs = student.generate([req.intent], req.task, relevance=c, length=req.length, n=req.n, seed=req.seed)[0]
+        rel = rewards.relevance([req.intent] * req.n, [o.text for o in outs])
+        rel_sweep.append({"relevance_command": c, "relevance_mean": float(np.mean(rel)),
+                          "relevance_std": float(np.std(rel))})
+    for j, words in enumerate(SWEEP_LENGTHS):
+        progress((len(rel_commands) + j) / steps, desc=f"length command {words}")
+        with MODELS.student_lock:
+            outs = student.generate([req.intent], req.task, relevance=hi, length=words, n=req.n, seed=req.seed)[0]
+        lengths = rewards.length([o.text for o in outs])
+        len_sweep.append({"length_command": words, "length_mean": float(np.mean(lengths)),
+                          "length_std": float(np.std(lengths))})
+    teacher_stats, note = None, ""
+    progress((steps - 1) / steps, desc="teacher reference")
+    try:
+        _, t = run_teacher(req)
+        teacher_stats = {"relevance_mean": t["relevance"], "relevance_std": 0.0, "length_mean": t["length"],
+                         "length_std": 0.0}
+        note = f"Teacher band: mean of {req.n} teacher samples for this intent."
+    except ModelUnavailable as err:
+        note = f"No teacher band: {err}"
+    return (relevance_figure(rel_sweep, teacher_stats, title="Achieved vs commanded relevance"),
+            length_figure(len_sweep, teacher_stats, title="Achieved vs commanded length"), note + _notes_md(req))
+
+
+def relevance_slider(task):
+    """The relevance slider for a task: the range its checkpoint supports, set to the top."""
+    try:
+        lo, hi = MODELS.student.encoding.relevance_range[task]
+    except (ModelUnavailable, KeyError):
+        return gr.Slider(minimum=0.0, maximum=1.0, value=0.7)
+    return gr.Slider(minimum=lo, maximum=hi, value=hi, step=0.005)
+
+
+def status():
+    timer_active = not (MODELS.teacher_ready or MODELS.teacher_error)
+    return MODELS.status_markdown(), gr.Timer(active=timer_active)
+
+
+# -- annotation --------------------------------------------------------------------------------------
+def next_item(annotator, source, own_intent, task, seed=None):
+    """A blind item: an intent with the teacher's and the student's output in random order."""
+    if not str(annotator or "").strip():
+        raise gr.Error("Enter your annotator name first.")
+    if task not in TASK_NAMES:
+        raise gr.Error(f"unknown task; choose one of: {', '.join(TASK_NAMES)}")
+    rng = random.Random(seed)
+    if source == "my own intent":
+        try:
+            intent = clean_intent(own_intent)
+        except InputError as err:
+            raise _fail(err) from None
+    else:
+        try:
+            intent = rng.choice(read_intents(TEST_INTENTS))
+        except (FileNotFoundError, IndexError):
+            raise gr.Error(f"{TEST_INTENTS} is missing: type your own intent instead.") from None
+    try:
+        student = MODELS.student
+        teacher = MODELS.teacher
+    except ModelUnavailable as err:
+        raise _fail(err) from None
+    sample_seed = rng.randrange(2**31)
+    with MODELS.student_lock:
+        s = student.generate([intent], task, n=1, seed=sample_seed)[0][0]
+    with MODELS.teacher_lock:
+        t = teacher.generate([intent], task, n=1, seed=sample_seed, temperature=0.7, top_p=0.95)[0][0]
+    try:
+        item = ratings_store().add_item(intent, task, s.command["relevance"], s.command["length"], t.text, s.text,
+                                        MODELS.teacher_version, student.version, student_first=rng.random() < 0.5)
+    except AnnotationError as err:
+        raise _fail(err) from None
+    return item, item["intent"], item["output_a"], item["output_b"]
+
+
+def rate(item_id, annotator, verdict, comment=""):
+    """Save one rating (``A``, ``B``, ``tie`` or ``both_bad``) for an item; returns its id once durable."""
+    try:
+        rating_id = ratings_store().rate(str(item_id or ""), annotator, verdict, comment)
+    except AnnotationError as err:
+        raise _fail(err) from None
+    return {"rating_id": rating_id, "saved": True}
+
+
+def summary_table():
+    rows = []
+    for s in ratings_store().summary():
+        ci = f"{s['ci95'][0]:.2f}–{s['ci95'][1]:.2f}" if s["ci95"] else "–"
+        rate_ = f"{s['student_win_rate']:.2f}" if s["student_win_rate"] is not None else "–"
+        rows.append([s["task"], s["student"], s["teacher"], s["tie"], s["both_bad"], rate_, ci])
+    return rows
+
+
+def export_csv():
+    path = os.path.join(tempfile.mkdtemp(prefix="udrl-ratings-"), "ratings.csv")
+    ratings_store().export_csv(path)
+    return path
+
+
+def rate_and_next(item, annotator, verdict, comment, source, own_intent, task):
+    if not item:
+        raise gr.Error("Load an item first (Next item).")
+    result = rate(item["item_id"], annotator, verdict, comment)
+    saved = f"Saved rating #{result['rating_id']} ({verdict})."
+    new = next_item(annotator, source, own_intent, task)
+    return (*new, "", saved, summary_table())
+
+
+# -- layout ------------------------------------------------------------------------------------------
+def build_demo() -> gr.Blocks:
+    task_choices = [(TASKS[t].label, t) for t in TASK_NAMES]
+    with gr.Blocks(title="udrl-distill: steer a distilled prompt writer") as demo:
+        gr.Markdown("# udrl-distill\nA 135M-parameter teacher distilled into a small GPT-2 that takes the reward "
+                    "it should achieve as an **input**: ask for more or less relevance, or a length.")
+        status_md = gr.Markdown(MODELS.status_markdown())
+        timer = gr.Timer(2.0)
+        with gr.Tab("Steer & compare"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    intent = gr.Textbox(label=f"Design intent (up to {MAX_INTENT_CHARS} characters)",
+                                        value="lost cat poster", max_lines=2, elem_id="intent")
+                    task = gr.Radio(task_choices, value="image_prompt", label="Task", elem_id="task")
+                with gr.Column(scale=2):
+                    relevance = gr.Slider(0.0, 1.0, value=0.7, step=0.005, label="Relevance command (cosine)",
+                                          info="Higher asks for outputs closer to the intent", elem_id="relevance")
+                    length = gr.Slider(5, 60, value=25, step=1, label="Length command (words)", elem_id="length")
+                    n = gr.Slider(1, MAX_SAMPLES, value=3, step=1, label="Samples")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
+                    top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.01, label="Top-p")
+                    seed = gr.Number(value=0, precision=0, label="Seed")
+            with gr.Row():
+                generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+                sweep_btn = gr.Button("Sweep commands", elem_id="sweep")
+            summary = gr.Markdown(elem_id="summary")
+            with gr.Row():
+                with gr.Column():
+                    gr.Markdown("### Teacher (SmolLM2-135M-Instruct)")
+                    teacher_table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["number", "str", "number",
+                                                                                 "number", "number"],
+                                                 interactive=False, wrap=True, elem_id="teacher-out")
+                with gr.Column():
+                    gr.Markdown("### Student (distilled GPT-2)")
+                    student_table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["number", "str", "number",
+                                                                                 "number", "number"],
+                                                 interactive=False, wrap=True, elem_id="student-out")
+            gr.Markdown("### Reward vs command")
+            sweep_note = gr.Markdown()
+            with gr.Row():
+                rel_plot = gr.Plot(label="Relevance", elem_id="relevance-plot")
+                len_plot = gr.Plot(label="Length", elem_id="length-plot")
+            gr.Examples([["lost cat poster", "image_prompt"], ["holiday sale", "headline"],
+                         ["yoga retreat in the mountains", "search_queries"]], inputs=[intent, task])
+
+        with gr.Tab("Annotate"):
+            gr.Markdown("Which output serves the intent better? The two sides are shuffled for every item.")
+            with gr.Row():
+                annotator = gr.Textbox(label="Annotator name", max_lines=1)
+                source = gr.Radio(["test intents", "my own intent"], value="test intents", label="Items from")
+                own_intent = gr.Textbox(label="Your intent", max_lines=1)
+                ann_task = gr.Radio(task_choices, value="image_prompt", label="Task")
+            next_btn = gr.Button("Next item")
+            item = gr.State(None)
+            ann_intent = gr.Textbox(label="Intent", interactive=False)
+            with gr.Row():
+                out_a = gr.Textbox(label="Output A", interactive=False, lines=3)
+                out_b = gr.Textbox(label="Output B", interactive=False, lines=3)
+            comment = gr.Textbox(label="Comment (optional)", max_lines=2)
+            with gr.Row():
+                buttons = {v: gr.Button(label) for v, label in
+                           zip(VERDICTS, ("A better", "B better", "Tie", "Both bad"))}
+            saved = gr.Markdown()
+            gr.Markdown("### Student win rate (decisive votes, 95 % Wilson interval)")
+            summary_df = gr.Dataframe(headers=["task", "student", "teacher", "tie", "both bad", "win rate", "95 % CI"],
+                                      interactive=False)
+            with gr.Row():
+                refresh_btn = gr.Button("Refresh summary")
+                export_btn = gr.Button("Export CSV")
+            csv_file = gr.File(label="ratings.csv")
+
+        # events
+        inputs = [intent, task, relevance, length, n, seed, temperature, top_p]
+        demo.load(lambda: (MODELS.start(), status())[1], outputs=[status_md, timer], api_visibility="private")
+        timer.tick(status, outputs=[status_md, timer], api_visibility="private")
+        task.change(relevance_slider, task, relevance, api_visibility="private")
+        generate_btn.click(compare, inputs, [teacher_table, student_table, summary], api_name="compare")
+        relevance.release(steer, inputs, [student_table, summary], api_name="steer")
+        length.release(steer, inputs, [student_table, summary], api_visibility="private")
+        sweep_btn.click(sweep, [intent, task, n, seed], [rel_plot, len_plot, sweep_note], api_name="sweep")
+        next_btn.click(next_item, [annotator, source, own_intent, ann_task], [item, ann_intent, out_a, out_b],
+                       api_name="next_item")
+        for verdict, button in buttons.items():
+            button.click(rate_and_next, [item, annotator, gr.State(verdict), comment, source, own_intent, ann_task],
+                         [item, ann_intent, out_a, out_b, comment, saved, summary_df], api_visibility="private")
+        # API-only endpoint: rate an item by id (the UI buttons above call the same function)
+        api_item_id = gr.Textbox(visible=False)
+        api_verdict = gr.Textbox(visible=False)
+        api_result = gr.JSON(visible=False)
+        api_rate = gr.Button(visible=False)
+        api_rate.click(rate, [api_item_id, annotator, api_verdict, comment], api_result, api_name="rate")
+        refresh_btn.click(summary_table, None, summary_df, api_name="summary")
+        export_btn.click(export_csv, None, csv_file, api_name="export_csv")
+    demo.queue(max_size=int(os.environ.get("UDRL_QUEUE_SIZE", 64)), default_concurrency_limit=2)
+    return demo
+
+
+demo = build_demo()
+
+if __name__ == "__main__":
+    MODELS.start()
+    demo.launch()
