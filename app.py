@@ -67,6 +67,7 @@ def _scored_rows(intent: str, texts: list[str]) -> tuple[list[list], dict]:
     scores = rewards.score([intent] * len(texts), texts)
     rows = [[i + 1, t, s["relevance"], s["length"], s["novelty"]] for i, (t, s) in enumerate(zip(texts, scores))]
     mean = {k: float(np.mean([s[k] for s in scores])) for k in ("relevance", "length", "novelty")}
+    mean.update({f"{k}_std": float(np.std([s[k] for s in scores])) for k in ("relevance", "length")})
     return rows, mean
 
 
@@ -106,7 +107,7 @@ def _side_md(name: str, m: dict | None) -> str:
 
 
 def _notes_md(req) -> str:
-    return "".join(f"\n\n⚠️ {note}" for note in req.notes)
+    return "".join(f"\n\nNote: {note}" for note in req.notes)
 
 
 def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95):
@@ -127,7 +128,7 @@ def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.9
         t_rows, t = run_teacher(req)
         teacher_note = ""
     except ModelUnavailable as err:
-        t_rows, t, teacher_note = [], None, f"\n\n⏳ {err}"
+        t_rows, t, teacher_note = [], None, f"\n\n{err}"
     lines = [_side_md("Teacher", t) + teacher_note, _side_md("Student", s)]
     if t is not None:
         lines.append(f"**Student speed-up**: {t['latency_ms'] / max(s['latency_ms'], 1e-6):.1f}x faster per "
@@ -164,8 +165,8 @@ def sweep(intent, task, n, seed, progress=gr.Progress()):
     progress((steps - 1) / steps, desc="teacher reference")
     try:
         _, t = run_teacher(req)
-        teacher_stats = {"relevance_mean": t["relevance"], "relevance_std": 0.0, "length_mean": t["length"],
-                         "length_std": 0.0}
+        teacher_stats = {"relevance_mean": t["relevance"], "relevance_std": t["relevance_std"],
+                         "length_mean": t["length"], "length_std": t["length_std"]}
         note = f"Teacher band: mean of {req.n} teacher samples for this intent."
     except ModelUnavailable as err:
         note = f"No teacher band: {err}"
@@ -220,7 +221,7 @@ def next_item(annotator, source, own_intent, task, seed=None):
                                         MODELS.teacher_version, student.version, student_first=rng.random() < 0.5)
     except AnnotationError as err:
         raise _fail(err) from None
-    return item, item["intent"], item["output_a"], item["output_b"]
+    return item, item["item_id"], item["intent"], item["output_a"], item["output_b"]
 
 
 def rate(item_id, annotator, verdict, comment=""):
@@ -312,7 +313,9 @@ def build_demo() -> gr.Blocks:
                 ann_task = gr.Radio(task_choices, value="image_prompt", label="Task")
             next_btn = gr.Button("Next item")
             item = gr.State(None)
-            ann_intent = gr.Textbox(label="Intent", interactive=False)
+            with gr.Row():
+                ann_intent = gr.Textbox(label="Intent", interactive=False, scale=4)
+                item_id = gr.Textbox(label="Item id", interactive=False, scale=1)
             with gr.Row():
                 out_a = gr.Textbox(label="Output A", interactive=False, lines=3)
                 out_b = gr.Textbox(label="Output B", interactive=False, lines=3)
@@ -338,11 +341,12 @@ def build_demo() -> gr.Blocks:
         relevance.release(steer, inputs, [student_table, summary], api_name="steer")
         length.release(steer, inputs, [student_table, summary], api_visibility="private")
         sweep_btn.click(sweep, [intent, task, n, seed], [rel_plot, len_plot, sweep_note], api_name="sweep")
-        next_btn.click(next_item, [annotator, source, own_intent, ann_task], [item, ann_intent, out_a, out_b],
+        next_btn.click(next_item, [annotator, source, own_intent, ann_task], [item, item_id, ann_intent, out_a, out_b],
                        api_name="next_item")
         for verdict, button in buttons.items():
             button.click(rate_and_next, [item, annotator, gr.State(verdict), comment, source, own_intent, ann_task],
-                         [item, ann_intent, out_a, out_b, comment, saved, summary_df], api_visibility="private")
+                         [item, item_id, ann_intent, out_a, out_b, comment, saved, summary_df],
+                         api_visibility="private")
         # API-only endpoint: rate an item by id (the UI buttons above call the same function)
         api_item_id = gr.Textbox(visible=False)
         api_verdict = gr.Textbox(visible=False)

@@ -97,6 +97,12 @@ class CommandEncoding:
             raise ValueError("length must be a number of words")
         return int(min(max(round(float(value)), LENGTH_MIN), LENGTH_MAX))
 
+    @classmethod
+    def clamp_length_command(cls, value: float) -> int:
+        """A user's length command clamped to the accepted range 5..60 words."""
+        lo, hi = LENGTH_COMMAND_RANGE
+        return min(max(cls.clamp_length(value), lo), hi)
+
     def prefix(self, task: str, relevance: float, length: float) -> str:
         """Control-token prefix of one command; relevance is in reward units (cosine similarity)."""
         return (task_token(task) + relevance_token(self.relevance_bin(task, relevance))

@@ -64,24 +64,32 @@ class FastGPT2:
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: list[torch.Tensor], start: int,
-                key_mask: torch.Tensor) -> torch.Tensor:
+                key_mask: torch.Tensor | None) -> torch.Tensor:
         """Logits of the last position for ``ids`` [B, T] written at cache slots ``start:start+T``.
 
-        ``key_mask`` [B, start+T] is True where a cache slot holds a real (non-padding) token.
+        ``key_mask`` [B, >= start+T] is True where a cache slot holds a real token; ``None`` when no row
+        has padding (then attention is plainly causal, the fastest path).
         """
         B, T = ids.shape
         end = start + T
         x = F.embedding(ids, self.wte) + F.embedding(positions, self.wpe)
-        causal = torch.ones(T, end, dtype=torch.bool).tril(diagonal=start)
-        mask = (causal[None, None] & key_mask[:, None, None, :end])
+        if key_mask is None:
+            mask, causal = None, T > 1 and start == 0
+            if T > 1 and start > 0:
+                mask = torch.ones(T, end, dtype=torch.bool).tril(diagonal=start)
+        else:
+            causal = False
+            mask = key_mask[:, None, None, :end]
+            if T > 1:
+                mask = mask & torch.ones(T, end, dtype=torch.bool).tril(diagonal=start)
         for layer, kv in zip(self.layers, cache):
             h = F.layer_norm(x, (self.n_embd,), layer.ln1_w, layer.ln1_b, self.eps)
             qkv = torch.addmm(layer.qkv_b, h.view(B * T, -1), layer.qkv_w).view(B, T, 3, self.n_head,
                                                                                   self.head_dim)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, T, D]
-            kv[0, :, :, start:end] = k
-            kv[1, :, :, start:end] = v
-            a = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], attn_mask=mask)
+            kv[:, :, :, start:end] = torch.stack((k, v))
+            a = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], attn_mask=mask,
+                                               is_causal=causal)
             a = a.transpose(1, 2).reshape(B * T, self.n_embd)
             x = x + torch.addmm(layer.proj_b, a, layer.proj_w).view(B, T, -1)
             h = F.layer_norm(x, (self.n_embd,), layer.ln2_w, layer.ln2_b, self.eps)
@@ -102,29 +110,37 @@ class FastGPT2:
         B = len(prompts)
         P = max(len(p) for p in prompts)
         max_new_tokens = max(0, min(max_new_tokens, self.n_positions - P))
+        if max_new_tokens == 0:
+            return [[] for _ in prompts]
         ids = torch.full((B, P), pad_id, dtype=torch.long)
-        key_mask = torch.zeros(B, P + max_new_tokens, dtype=torch.bool)
+        padded = any(len(p) < P for p in prompts)
+        key_mask = torch.ones(B, P + max_new_tokens, dtype=torch.bool) if padded else None
         for i, p in enumerate(prompts):
             ids[i, P - len(p):] = torch.tensor(p)
-            key_mask[i, P - len(p):] = True
-        positions = (key_mask[:, :P].long().cumsum(1) - 1).clamp(min=0)
+            if padded:
+                key_mask[i, : P - len(p)] = False
+        if padded:
+            positions = (key_mask[:, :P].long().cumsum(1) - 1).clamp(min=0)
+        else:
+            positions = torch.arange(P).expand(B, P)
         cache = self.new_cache(B, P + max_new_tokens)
         logits = self.forward(ids, positions, cache, 0, key_mask)
-        next_pos = positions[:, -1] + 1
-        out = [[] for _ in range(B)]
+        next_pos = positions[:, -1:] + 1
+        out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long)
         alive = torch.ones(B, dtype=torch.bool)
+        steps = 0
         for step in range(max_new_tokens):
             token = _sample(logits, temperature, top_p, generator)
-            token = torch.where(alive, token, torch.full_like(token, pad_id))
-            for i in alive.nonzero().flatten().tolist():
-                out[i].append(int(token[i]))
+            out[:, step] = torch.where(alive, token, eos_id)
+            steps = step + 1
             alive &= token != eos_id
-            if not alive.any() or step == max_new_tokens - 1:
+            # one host sync every few steps is enough to stop early
+            if step == max_new_tokens - 1 or (step % 4 == 3 and not alive.any()):
                 break
-            key_mask[:, P + step] = True
-            logits = self.forward(token[:, None], next_pos[:, None], cache, P + step, key_mask)
+            logits = self.forward(token[:, None], next_pos, cache, P + step, key_mask)
             next_pos = next_pos + 1
-        return [[t for t in seq if t != eos_id] for seq in out]
+        rows = out[:, :steps].tolist()
+        return [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:

@@ -104,13 +104,13 @@ class Models:
     def status_markdown(self) -> str:
         if self._student is not None:
             s = self._student
-            student = f"✅ **Student** ready: {s.parameters / 1e6:.1f}M parameters from `{self.checkpoint}`"
+            student = f"**Student** ready: {s.parameters / 1e6:.1f}M parameters from `{self.checkpoint}`"
         else:
-            student = f"❌ **Student** unavailable: {self.student_error or 'not loaded'}"
+            student = f"**Student** unavailable: {self.student_error or 'not loaded'}"
         if self._teacher is not None:
-            teacher = f"✅ **Teacher** {self.teacher_state}: `{self.teacher_version}`"
+            teacher = f"**Teacher** {self.teacher_state}: `{self.teacher_version}`"
         elif self.teacher_error:
-            teacher = f"❌ **Teacher** unavailable: {self.teacher_error}"
+            teacher = f"**Teacher** unavailable: {self.teacher_error}"
         else:
-            teacher = f"⏳ **Teacher** {self.teacher_state}: `{self.teacher_version}` (the student works meanwhile)"
+            teacher = f"**Teacher** {self.teacher_state}: `{self.teacher_version}` (the student works meanwhile)"
         return f"{student}  \n{teacher}"

@@ -71,7 +71,7 @@ class Student:
         enc = self.encoding
         enc.check_task(task)
         rel = enc.relevance_range[task][1] if relevance is None else enc.clamp_relevance(task, relevance)
-        words = enc.length_median[task] if length is None else enc.clamp_length(length)
+        words = enc.length_median[task] if length is None else enc.clamp_length_command(length)
         prompts = [self.prompt_ids(intent, task, rel, words) for intent in intents for _ in range(n)]
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(int(seed) % (2**63))

@@ -1,0 +1,180 @@
+"""The app three ways: handlers called directly, a launched app through gradio_client, and a headless
+Chromium that moves the slider and clicks Generate."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tiny_student, tmp_path_factory):
+    os.environ["UDRL_CHECKPOINT"] = str(tiny_student)
+    os.environ["UDRL_RATINGS_DB"] = str(tmp_path_factory.mktemp("ratings") / "ratings.sqlite")
+    import app as app_module
+
+    app_module = importlib.reload(app_module)
+    app_module.MODELS.start()
+    assert app_module.MODELS.wait_teacher(120), app_module.MODELS.teacher_error
+    yield app_module
+    os.environ.pop("UDRL_CHECKPOINT")
+    os.environ.pop("UDRL_RATINGS_DB")
+
+
+def test_compare_shows_both_sides_with_rewards_and_speedup(app):
+    teacher_rows, student_rows, summary = app.compare("lost cat poster", "headline", 0.6, 8, 2, 3)
+    assert len(teacher_rows) == 2 and len(student_rows) == 2
+    for row in teacher_rows + student_rows:
+        assert isinstance(row[1], str) and -1 <= row[2] <= 1 and row[3] >= 0
+    assert "Student speed-up" in summary and "tokens/s" in summary
+
+
+def test_steer_runs_student_only_and_notes_clamps(app):
+    rows, summary = app.steer("holiday sale", "image_prompt", 5.0, 25, 1, 0)
+    assert len(rows) == 1 and "relevance 5 is outside" in summary
+
+
+def test_sweep_returns_two_figures(app):
+    rel_fig, len_fig, note = app.sweep("lost cat poster", "search_queries", 1, 0)
+    assert len(rel_fig.data) >= 3 and len(len_fig.data) >= 3  # teacher band, y = x, student
+    assert "Teacher band" in note
+
+
+def test_relevance_slider_range_comes_from_checkpoint(app):
+    slider = app.relevance_slider("headline")
+    lo, hi = app.MODELS.student.encoding.relevance_range["headline"]
+    assert (slider.minimum, slider.maximum, slider.value) == (lo, hi, hi)
+
+
+def test_annotation_round_trip(app):
+    item, item_id, intent, a, b = app.next_item("ann", "my own intent", "bakery opening", "headline", seed=2)
+    assert item_id == item["item_id"]
+    assert intent == "bakery opening" and a and b
+    result = app.rate(item["item_id"], "ann", "A", "fine")
+    assert result["saved"] and result["rating_id"] > 0
+    new_item, *_ , saved, summary = app.rate_and_next(item, "ann", "tie", "", "test intents", "", "headline")
+    assert "Saved rating" in saved and summary[0][0] == "headline"
+    csv_text = Path(app.export_csv()).read_text()
+    assert csv_text.count("\n") == 1 + app.ratings_store().count()
+
+
+def test_bad_input_raises_clear_errors(app):
+    import gradio as gr
+
+    for intent in ("", "   ", "x" * 20000):
+        with pytest.raises(gr.Error):
+            app.compare(intent, "headline", 0.5, 10, 1, 0)
+    with pytest.raises(gr.Error, match="unknown task"):
+        app.steer("holiday sale", "poem", 0.5, 10, 1, 0)
+    with pytest.raises(gr.Error, match="annotator"):
+        app.next_item("", "test intents", "", "headline")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_student, tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "UDRL_CHECKPOINT": str(tiny_student), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "UDRL_RATINGS_DB": str(tmp_path_factory.mktemp("served") / "ratings.sqlite")}
+    log = tmp_path_factory.mktemp("log") / "app.log"
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    from gradio_client import Client
+
+    deadline = time.time() + 120
+    client = None
+    while time.time() < deadline:
+        try:
+            client = Client(url, verbose=False)
+            break
+        except Exception:  # not listening yet
+            if proc.poll() is not None:
+                pytest.fail(f"app exited: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+    if client is None:
+        proc.kill()
+        pytest.fail("app did not start in 120 s")
+    # the teacher loads in the background; wait until /compare includes it
+    while time.time() < deadline:
+        if "Teacher" in client.predict("holiday sale", "headline", 0.5, 8, 1, 0, api_name="/compare")[2] \
+                and "loading" not in client.predict("holiday sale", "headline", 0.5, 8, 1, 0,
+                                                    api_name="/compare")[2]:
+            break
+        time.sleep(1)
+    yield url, client, proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_client_compare_sweep_rate(server):
+    url, client, _ = server
+    teacher, student, summary = client.predict("lost cat poster", "image_prompt", 0.7, 20, 2, 1, api_name="/compare")
+    assert len(teacher["data"]) == 2 and len(student["data"]) == 2 and "speed-up" in summary
+    rel_plot, len_plot, note = client.predict("lost cat poster", "headline", 1, 0, api_name="/sweep")
+    assert rel_plot and len_plot
+    item_id, intent, a, b = client.predict("ann", "test intents", "", "headline", api_name="/next_item")
+    assert intent and a and b
+    result = client.predict(item_id, "ann", "B", "", api_name="/rate")
+    assert result["saved"] is True
+    api = client.view_api(print_info=False, return_format="dict")
+    names = set(api["named_endpoints"])
+    assert {"/compare", "/sweep", "/rate", "/next_item"} <= names
+
+
+def test_browser_moves_slider_and_sees_outputs_and_plot(server, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
+    url, _, _ = server
+    shot = Path(os.environ.get("UDRL_SCREENSHOT", tmp_path / "app.png"))
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+        page.locator("#generate").wait_for(timeout=60_000)
+        # XSS probe: the intent is rendered as text, never as markup
+        page.locator("#intent textarea").fill('<img src=x onerror="window.__xss=1;alert(1)">')
+        slider = page.locator("#relevance input[type=range]")
+        box = slider.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.up()
+        page.wait_for_function("document.querySelector('#summary').innerText.includes('command: relevance')",
+                               timeout=60_000)  # the slider's release re-ran the student
+        assert page.locator("#student-out [role=gridcell]").count() >= 5
+        page.locator("#generate").click()
+        page.wait_for_function("document.querySelector('#summary').innerText.includes('speed-up')",
+                               timeout=120_000)
+        page.locator("#sweep").click()
+        page.locator("#relevance-plot .js-plotly-plot").wait_for(timeout=120_000)
+        teacher_text = page.locator("#teacher-out").inner_text()
+        student_text = page.locator("#student-out").inner_text()
+        assert "relevance" in teacher_text and "relevance" in student_text
+        assert page.evaluate("window.__xss === undefined") and not dialogs
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000

@@ -1,0 +1,142 @@
+"""Training, checkpoint, command encoding and the fast decoder, on a tiny GPT-2 built in the test."""
+
+import json
+
+import pytest
+import torch
+
+from udrl.commands import CommandEncoding, training_text
+from udrl.student import CheckpointError, load_student
+
+from conftest import make_records
+
+
+def test_encoding_bins_are_monotone_and_saved(tmp_path):
+    enc = CommandEncoding.fit(make_records(), bins=5)
+    bins = [enc.relevance_bin("headline", v) for v in (0.0, 0.3, 0.5, 0.7, 1.0)]
+    assert bins == sorted(bins) and bins[0] == 0 and bins[-1] == 4
+    enc.save(tmp_path)
+    assert CommandEncoding.load(tmp_path) == enc
+    lo, hi = enc.relevance_range["headline"]
+    assert enc.clamp_relevance("headline", 5.0) == hi and enc.clamp_relevance("headline", -5.0) == lo
+    assert enc.clamp_relevance("headline", float("nan")) == enc.relevance_median["headline"]
+    assert [enc.clamp_length(x) for x in (5, 33.4, 60)] == [5, 33, 60]
+    with pytest.raises(ValueError, match="not supported"):
+        enc.prefix("poem", 0.5, 10)
+    prompt, completion = training_text(enc, make_records()[0])
+    assert prompt.startswith("<|task:image_prompt|><|rel:") and completion.endswith("<|endoftext|>")
+
+
+def test_checkpoint_is_self_describing(tiny_student):
+    names = {p.name for p in tiny_student.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "udrl.json",
+            "README.md", "training.json"} <= names
+    card = (tiny_student / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: transformers" in card
+    training = json.loads((tiny_student / "training.json").read_text())
+    assert training["history"][-1]["heldout_loss"] > 0
+
+
+def test_generate_is_batched_and_deterministic(tiny_student):
+    student = load_student(tiny_student)
+    a = student.generate(["lost cat", "holiday sale"], "headline", relevance=0.7, length=8, n=3, seed=11)
+    b = student.generate(["lost cat", "holiday sale"], "headline", relevance=0.7, length=8, n=3, seed=11)
+    assert [len(g) for g in a] == [3, 3]
+    assert [[o.text for o in g] for g in a] == [[o.text for o in g] for g in b]
+    # out-of-range commands are clamped, not rejected
+    out = student.generate(["lost cat"], "headline", relevance=9.0, length=500, n=1, seed=0)[0][0]
+    assert out.command["length"] == 60 and out.command["relevance"] == student.encoding.relevance_range["headline"][1]
+
+
+def test_fast_decoder_matches_gpt2_logits_over_several_steps(tiny_student):
+    student = load_student(tiny_student)
+    prompts = [student.prompt_ids("lost cat", "headline", 0.6, 8), student.prompt_ids("ski trip", "image_prompt",
+                                                                                        0.3, 20)]
+    fast = student.fast
+    for ids in prompts:
+        ids = list(ids)
+        cache = fast.new_cache(1, len(ids) + 6)
+        mask = torch.ones(1, len(ids) + 6, dtype=torch.bool)
+        logits = fast.forward(torch.tensor([ids]), torch.arange(len(ids))[None], cache, 0, mask)
+        for step in range(6):
+            with torch.no_grad():
+                ref = student.model(torch.tensor([ids])).logits[:, -1]
+            assert torch.allclose(logits, ref, atol=1e-4), (step, (logits - ref).abs().max())
+            token = int(ref.argmax())
+            ids.append(token)
+            logits = fast.forward(torch.tensor([[token]]), torch.tensor([[len(ids) - 1]]), cache, len(ids) - 1,
+                                  mask)
+
+
+def test_fast_decoder_greedy_and_seeded_sampling_match_transformers(tiny_student):
+    student = load_student(tiny_student)
+    ids = student.prompt_ids("bakery opening", "search_queries", 0.5, 10)
+    with torch.no_grad():
+        ref = student.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                     do_sample=False, max_new_tokens=12, eos_token_id=student.eos_id,
+                                     pad_token_id=student.pad_id)
+    expected = [t for t in ref[0, len(ids):].tolist() if t not in (student.eos_id, student.pad_id)]
+    assert student.fast.generate([ids], 12, student.eos_id, student.pad_id, temperature=0) == [expected]
+    torch.manual_seed(7)
+    with torch.no_grad():
+        ref = student.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                     do_sample=True, temperature=0.9, top_p=0.9, top_k=0, max_new_tokens=12,
+                                     eos_token_id=student.eos_id, pad_token_id=student.pad_id)
+    expected = [t for t in ref[0, len(ids):].tolist() if t not in (student.eos_id, student.pad_id)]
+    torch.manual_seed(7)
+    got = student.fast.generate([ids], 12, student.eos_id, student.pad_id, temperature=0.9, top_p=0.9)
+    assert got == [expected]
+
+
+def test_batched_left_padding_matches_single(tiny_student):
+    student = load_student(tiny_student)
+    short = student.prompt_ids("ski trip", "headline", 0.5, 8)
+    long = student.prompt_ids("a much longer intent about a pizza party", "headline", 0.5, 8)
+    fast = student.fast
+    single = [fast.generate([p], 10, student.eos_id, student.pad_id, temperature=0)[0] for p in (short, long)]
+    assert fast.generate([short, long], 10, student.eos_id, student.pad_id, temperature=0) == single
+
+
+def test_init_from_pretrained_gpt2_keeps_its_tokenizer(tmp_path, tiny_corpus):
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from udrl.train import TrainConfig, build_tokenizer, train
+
+    base = tmp_path / "tiny-gpt2"
+    enc = CommandEncoding.fit(make_records(), bins=4)
+    tok = build_tokenizer(["some words to learn from"] * 20, enc, 300)
+    # a "pretrained" GPT-2 of its own: plain tokenizer without our control tokens
+    plain = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token="<|endoftext|>")
+    GPT2LMHeadModel(GPT2Config(vocab_size=120, n_positions=128, n_embd=32, n_layer=1, n_head=2)).save_pretrained(base)
+    plain.save_pretrained(base)
+    out = tmp_path / "student"
+    train(TrainConfig(corpus=str(tiny_corpus), out=str(out), state_dir=str(tmp_path / "state"), init=str(base),
+                      epochs=1, batch_size=16, progress=False))
+    student = load_student(out)
+    assert student.model.get_input_embeddings().weight.shape[0] == len(student.tokenizer)
+    assert "<|rel:0|>" in student.tokenizer.get_vocab()
+    assert student.generate(["lost cat"], "headline", n=1, seed=0)[0][0].command["task"] == "headline"
+
+
+def test_resume_continues_from_saved_epoch(tmp_path, tiny_corpus):
+    from udrl.train import TrainConfig, train
+
+    cfg = TrainConfig(corpus=str(tiny_corpus), out=str(tmp_path / "s"), state_dir=str(tmp_path / "state"),
+                      vocab_size=400, n_layer=1, n_embd=32, n_head=2, epochs=1, batch_size=16, progress=False)
+    first = train(cfg)
+    cfg.epochs, cfg.resume = 2, True
+    second = train(cfg)
+    assert [h["epoch"] for h in second["history"]] == [1, 2]
+    assert second["history"][0] == first["history"][0]
+
+
+def test_missing_or_corrupt_checkpoint_says_how_to_fix(tmp_path, tiny_student):
+    with pytest.raises(CheckpointError, match="python -m udrl train"):
+        load_student(tmp_path / "nothing")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny_student.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_student(broken)
