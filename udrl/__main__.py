@@ -79,6 +79,13 @@ def cmd_score(args) -> None:
     print(f"scored {written} raw records into {args.out}")
 
 
+def cmd_datacard(args) -> None:
+    from udrl.datacard import write_data_card
+
+    stats = write_data_card(_existing(args.corpus), args.out, figures=args.figures)
+    print(json.dumps({k: stats[k] for k in ("records", "counts", "intents", "min_samples_per_pair")}, indent=2))
+
+
 def cmd_train(args) -> None:
     from udrl.train import TrainConfig, train
 
@@ -146,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/distill")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("datacard", help="write data/README.md from the corpus")
+    p.add_argument("--corpus", default="data/distill")
+    p.add_argument("--out", default="data/README.md")
+    p.add_argument("--figures", default="data/figures")
+    p.set_defaults(func=cmd_datacard)
+
     p = sub.add_parser("train", help="train the UDRL student on the corpus")
     p.add_argument("--corpus", default="data/distill")
     p.add_argument("--out", default="checkpoints/student")
@@ -156,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=256)
     p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT/../<name>-state")
     p.add_argument("--seed", type=int, default=0)

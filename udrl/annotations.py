@@ -54,6 +54,9 @@ class RatingStore:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path or default_path())
         self._local = threading.local()
+        # One writer at a time inside the process: SQLite's busy handler backs off by sleeping, which
+        # under many threads costs far more than waiting on a lock.
+        self._write_lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
@@ -74,15 +77,16 @@ class RatingStore:
 
     def _write(self, sql: str, params: tuple) -> int:
         db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            cur = db.execute(sql, params)
-            db.execute("COMMIT")
-            return cur.lastrowid
-        except sqlite3.Error as err:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise AnnotationError(f"could not save to {self.path}: {err}") from None
+        with self._write_lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                cur = db.execute(sql, params)
+                db.execute("COMMIT")
+                return cur.lastrowid
+            except sqlite3.Error as err:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise AnnotationError(f"could not save to {self.path}: {err}") from None
 
     def add_item(self, intent: str, task: str, relevance: float | None, length: int | None,
                  teacher_output: str, student_output: str, teacher_version: str, student_version: str,
