@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +72,58 @@ def llama_teacher():
     from udrl.teacher import load_teacher
 
     return load_teacher("llama.cpp", n_threads=2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_app(tiny_student, tmp_path_factory, **extra_env):
+    """Start ``python app.py`` on a free loopback port; returns (url, client, process)."""
+    port = free_port()
+    env = {**os.environ, "UDRL_CHECKPOINT": str(tiny_student), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "UDRL_RATINGS_DB": str(tmp_path_factory.mktemp("served") / "ratings.sqlite"), **extra_env}
+    log = tmp_path_factory.mktemp("log") / "app.log"
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    from gradio_client import Client
+
+    deadline = time.time() + 120
+    client = None
+    while time.time() < deadline:
+        try:
+            client = Client(url, verbose=False)
+            break
+        except Exception:  # not listening yet
+            if proc.poll() is not None:
+                pytest.fail(f"app exited: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+    if client is None:
+        proc.kill()
+        pytest.fail("app did not start in 120 s")
+    return url, client, proc
+
+
+def wait_for_teacher(client, timeout: float = 120) -> None:
+    """The teacher loads in the background: wait until /compare includes it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if "still loading" not in client.predict("holiday sale", "headline", 0.5, 8, 1, 0, api_name="/compare")[2]:
+            return
+        time.sleep(1)
+    pytest.fail("the teacher did not load")
+
+
+@pytest.fixture(scope="session")
+def server(tiny_student, tmp_path_factory):
+    url, client, proc = launch_app(tiny_student, tmp_path_factory)
+    wait_for_teacher(client)
+    yield url, client, proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+

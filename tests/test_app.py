@@ -6,23 +6,11 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -86,43 +74,6 @@ def test_bad_input_raises_clear_errors(app):
         app.steer("holiday sale", "poem", 0.5, 10, 1, 0)
     with pytest.raises(gr.Error, match="annotator"):
         app.next_item("", "test intents", "", "headline")
-
-
-@pytest.fixture(scope="module")
-def server(tiny_student, tmp_path_factory):
-    port = _free_port()
-    env = {**os.environ, "UDRL_CHECKPOINT": str(tiny_student), "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "UDRL_RATINGS_DB": str(tmp_path_factory.mktemp("served") / "ratings.sqlite")}
-    log = tmp_path_factory.mktemp("log") / "app.log"
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    from gradio_client import Client
-
-    deadline = time.time() + 120
-    client = None
-    while time.time() < deadline:
-        try:
-            client = Client(url, verbose=False)
-            break
-        except Exception:  # not listening yet
-            if proc.poll() is not None:
-                pytest.fail(f"app exited: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-    if client is None:
-        proc.kill()
-        pytest.fail("app did not start in 120 s")
-    # the teacher loads in the background; wait until /compare includes it
-    while time.time() < deadline:
-        if "Teacher" in client.predict("holiday sale", "headline", 0.5, 8, 1, 0, api_name="/compare")[2] \
-                and "loading" not in client.predict("holiday sale", "headline", 0.5, 8, 1, 0,
-                                                    api_name="/compare")[2]:
-            break
-        time.sleep(1)
-    yield url, client, proc
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def test_client_compare_sweep_rate(server):
