@@ -104,7 +104,7 @@ def test_init_from_pretrained_gpt2_keeps_its_tokenizer(tmp_path, tiny_corpus):
 
     base = tmp_path / "tiny-gpt2"
     enc = CommandEncoding.fit(make_records(), bins=4)
-    tok = build_tokenizer(["some words to learn from"] * 20, enc, 300)
+    tok = build_tokenizer([r["output"] for r in make_records()], enc, 500)
     # a "pretrained" GPT-2 of its own: plain tokenizer without our control tokens
     plain = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer, eos_token="<|endoftext|>")
     GPT2LMHeadModel(GPT2Config(vocab_size=120, n_positions=128, n_embd=32, n_layer=1, n_head=2)).save_pretrained(base)

@@ -157,3 +157,42 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
         logits = logits.masked_fill(remove, -math.inf)
     probs = logits.softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+class LlamaCppGPT2:
+    """Single-stream decoding of the student's GGUF export (see ``udrl.gguf_export``) with llama.cpp.
+
+    llama.cpp runs the forward pass; sampling uses the same torch sampler as :class:`FastGPT2`, so both
+    paths give the same tokens for the same seed whenever their logits agree (they match within ~1e-5).
+    """
+
+    def __init__(self, gguf_path: str, n_ctx: int, n_threads: int):
+        from llama_cpp import Llama
+
+        self.n_ctx = n_ctx
+        self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=n_threads,
+                         n_threads_batch=n_threads, verbose=False)
+
+    def close(self) -> None:
+        self.llm.close()
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
+                 temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
+                 ) -> list[list[int]]:
+        """Same contract as :meth:`FastGPT2.generate`; prompts are decoded one after the other."""
+        results = []
+        for prompt in prompts:
+            budget = max(0, min(max_new_tokens, self.n_ctx - len(prompt)))
+            self.llm.reset()
+            self.llm.eval(prompt)
+            out: list[int] = []
+            for _ in range(budget):
+                logits = torch.from_numpy(self.llm.scores[self.llm.n_tokens - 1])[None]
+                token = int(_sample(logits, temperature, top_p, generator))
+                if token == eos_id:
+                    break
+                out.append(token)
+                if len(out) < budget:
+                    self.llm.eval([token])
+            results.append(out)
+        return results

@@ -6,8 +6,11 @@ by evaluation, the benchmark and the app. Decoding runs on :class:`udrl.decoding
 
 from __future__ import annotations
 
+import atexit
 import os
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +39,15 @@ def _threads() -> None:
 
 
 class Student:
-    """A GPT-2 checkpoint with its tokenizer and command encoding."""
+    """A GPT-2 checkpoint with its tokenizer and command encoding.
 
-    def __init__(self, model, tokenizer, encoding: CommandEncoding, path: str | Path | None = None):
+    Decoding: one prompt at a time runs on llama.cpp over the checkpoint's GGUF export (the lowest
+    latency here); several prompts run batched on :class:`FastGPT2`. ``UDRL_DECODER=torch`` forces the
+    latter everywhere.
+    """
+
+    def __init__(self, model, tokenizer, encoding: CommandEncoding, path: str | Path | None = None,
+                 gguf_path: str | Path | None = None):
         from udrl.decoding import FastGPT2
 
         self.model = model.eval()
@@ -46,6 +55,15 @@ class Student:
         self.encoding = encoding
         self.path = str(path) if path else None
         self.fast = FastGPT2(model)
+        self.single = None
+        if gguf_path is not None and os.environ.get("UDRL_DECODER", "auto") != "torch":
+            from udrl.decoding import LlamaCppGPT2
+
+            try:
+                self.single = LlamaCppGPT2(str(gguf_path), model.config.n_positions, torch.get_num_threads())
+                atexit.register(self.single.close)
+            except (ValueError, OSError) as err:  # decoding still works, batched on PyTorch
+                warnings.warn(f"llama.cpp cannot load {gguf_path} ({err}); decoding with PyTorch", stacklevel=2)
         self.eos_id = tokenizer.convert_tokens_to_ids(EOS)
         self.pad_id = tokenizer.convert_tokens_to_ids(PAD)
         self.parameters = sum(p.numel() for p in model.parameters())
@@ -75,7 +93,8 @@ class Student:
         prompts = [self.prompt_ids(intent, task, rel, words) for intent in intents for _ in range(n)]
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(int(seed) % (2**63))
-        token_lists = self.fast.generate(prompts, max_new_tokens, self.eos_id, self.pad_id,
+        decoder = self.single if self.single is not None and len(prompts) == 1 else self.fast
+        token_lists = decoder.generate(prompts, max_new_tokens, self.eos_id, self.pad_id,
                                          temperature=temperature, top_p=top_p, generator=generator)
         texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -98,7 +117,23 @@ def load_student(path: str | Path = "checkpoints/student") -> Student:
         encoding = CommandEncoding.load(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = GPT2LMHeadModel.from_pretrained(path)
+        gguf = _gguf_for(path, model, tokenizer)
+        return Student(model, tokenizer, encoding, path, gguf)
     except Exception as err:  # a torn download or a hand-edited file: say which and how to fix
         raise CheckpointError(f"student checkpoint at {path} is unreadable ({type(err).__name__}: "
                               f"{str(err)[:200]}); restore it with `git checkout -- {path}`") from None
-    return Student(model, tokenizer, encoding, path)
+
+
+def _gguf_for(path: Path, model, tokenizer) -> Path | None:
+    """The checkpoint's GGUF export for llama.cpp, written (beside it, or in a temp dir) when missing."""
+    from udrl.gguf_export import GGUF_NAME, export_gguf
+
+    if os.environ.get("UDRL_DECODER", "auto") == "torch":
+        return None
+    target = path / GGUF_NAME
+    weights = path / "model.safetensors"
+    if target.is_file() and (not weights.is_file() or target.stat().st_mtime >= weights.stat().st_mtime):
+        return target
+    if not os.access(path, os.W_OK):
+        target = Path(tempfile.mkdtemp(prefix="udrl-gguf-")) / GGUF_NAME
+    return export_gguf(model, tokenizer, target)

@@ -219,6 +219,9 @@ def train(cfg: TrainConfig) -> dict:
         unwrapped.save_pretrained(out)
         tokenizer.save_pretrained(out)
         encoding.save(out)
+        from udrl.gguf_export import GGUF_NAME, export_gguf
+
+        export_gguf(unwrapped, tokenizer, out / GGUF_NAME)  # for llama.cpp decoding
         info = {"config": asdict(cfg), "history": history, "train_records": len(train_records),
                 "heldout_records": len(heldout_records),
                 "parameters": sum(p.numel() for p in unwrapped.parameters())}
