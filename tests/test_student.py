@@ -88,6 +88,23 @@ def test_fast_decoder_greedy_and_seeded_sampling_match_transformers(tiny_student
     assert got == [expected]
 
 
+def test_llama_cpp_path_matches_pytorch(tiny_student):
+    student = load_student(tiny_student)
+    assert student.single is not None, "the GGUF export should load in llama.cpp"
+    ids = student.prompt_ids("lost cat", "image_prompt", 0.6, 12)
+    student.single.llm.reset()
+    student.single.llm.eval(ids)
+    with torch.no_grad():
+        ref = student.model(torch.tensor([ids])).logits[:, -1]
+    assert torch.allclose(student.single.last_logits(), ref, atol=1e-4)
+    greedy = [student.single.generate([ids], 15, student.eos_id, student.pad_id, temperature=0)[0]]
+    assert greedy == student.fast.generate([ids], 15, student.eos_id, student.pad_id, temperature=0)
+    sampled = [student.single.generate([ids], 15, student.eos_id, student.pad_id, temperature=0.8, top_p=0.9,
+                                       generator=torch.Generator().manual_seed(3))[0]]
+    assert sampled == student.fast.generate([ids], 15, student.eos_id, student.pad_id, temperature=0.8, top_p=0.9,
+                                            generator=torch.Generator().manual_seed(3))
+
+
 def test_batched_left_padding_matches_single(tiny_student):
     student = load_student(tiny_student)
     short = student.prompt_ids("ski trip", "headline", 0.5, 8)

@@ -92,7 +92,7 @@ def cmd_train(args) -> None:
     cfg = TrainConfig(corpus=str(_existing(args.corpus)), out=args.out, init=args.init, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_layer=args.n_layer,
                       n_embd=args.n_embd, n_head=args.n_head, vocab_size=args.vocab_size,
-                      max_steps=args.max_steps, resume=args.resume)
+                      max_steps=args.max_steps, resume=args.resume, relevance_bins=args.relevance_bins)
     train(cfg)
 
 
@@ -108,6 +108,7 @@ def cmd_evaluate(args) -> None:
     from udrl.evaluate import summary_lines
 
     print("\n".join(summary_lines(result)))
+    _refresh_card(args.checkpoint, args.json)
 
 
 def cmd_bench(args) -> None:
@@ -117,6 +118,15 @@ def cmd_bench(args) -> None:
                        prompts=args.prompts, batch_size=args.batch_size, length=args.length)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+        _refresh_card(args.checkpoint, args.json)
+
+
+def _refresh_card(checkpoint: str, written: str) -> None:
+    """Metrics saved inside the checkpoint folder (metrics.json, bench.json) update its model card."""
+    if Path(written).resolve().parent == Path(checkpoint).resolve():
+        from udrl.model_card import write_model_card
+
+        write_model_card(checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-embd", type=int, default=256)
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--relevance-bins", type=int, default=8)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT/../<name>-state")
     p.add_argument("--seed", type=int, default=0)

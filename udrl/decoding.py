@@ -172,6 +172,15 @@ class LlamaCppGPT2:
         self.n_ctx = n_ctx
         self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=n_threads,
                          n_threads_batch=n_threads, verbose=False)
+        self.n_vocab = self.llm.n_vocab()
+
+    def last_logits(self) -> torch.Tensor:
+        """A copy of the logits of the last evaluated token, shape [1, vocab]."""
+        import llama_cpp
+        import numpy as np
+
+        pointer = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy())[None]
 
     def close(self) -> None:
         self.llm.close()
@@ -187,7 +196,7 @@ class LlamaCppGPT2:
             self.llm.eval(prompt)
             out: list[int] = []
             for _ in range(budget):
-                logits = torch.from_numpy(self.llm.scores[self.llm.n_tokens - 1])[None]
+                logits = self.last_logits()
                 token = int(_sample(logits, temperature, top_p, generator))
                 if token == eos_id:
                     break

@@ -14,8 +14,20 @@ from udrl import rewards
 from udrl.data import read_intents
 
 RELEVANCE_STEPS = 6
-LENGTH_COMMANDS = (8, 12, 16, 24, 32, 40)
+LENGTH_GRID = (8, 16, 24, 32, 40)  # the same length commands for every task
 LENGTH_MAE_RANGE = (8, 40)
+
+
+def length_commands(student, task: str, steps: int = 5) -> list[int]:
+    """Length commands over the task's supported range (5 % to 95 % of the corpus), plus the fixed grid."""
+    lo, hi = student.encoding.length_range[task]
+    own = {int(round(x)) for x in np.linspace(max(5, lo), min(60, max(hi, lo + 4)), steps)}
+    return sorted(own | set(LENGTH_GRID))
+
+
+def _finite(x: float) -> float:
+    """Correlations of a constant series are undefined: reported as 0 (no control at all)."""
+    return float(x) if np.isfinite(x) else 0.0
 
 
 def _group_diversity(groups: list[list[str]]) -> float:
@@ -64,22 +76,30 @@ def evaluate_task(student, teacher, intents: list[str], task: str, samples: int,
               "length_mean": round(float(s["length"].mean()), 2),
               "novelty_mean": round(float(s["novelty"].mean()), 4), "diversity": round(s["diversity"], 4),
               "n": s["n"]} for c, s in rel_runs]
-    spearman = float(spearmanr(rel_commands, [s["relevance_mean"] for s in sweep]).statistic)
+    spearman = _finite(spearmanr(rel_commands, [s["relevance_mean"] for s in sweep]).statistic)
     per_sample_cmd = np.concatenate([np.full(s["n"], c) for c, s in rel_runs])
     per_sample_rel = np.concatenate([s["relevance"] for _, s in rel_runs])
-    pearson = float(pearsonr(per_sample_cmd, per_sample_rel).statistic)
+    pearson = _finite(pearsonr(per_sample_cmd, per_sample_rel).statistic)
 
-    len_runs = sweep_student(student, intents, task, list(LENGTH_COMMANDS), samples=samples, seed=seed,
+    len_runs = sweep_student(student, intents, task, length_commands(student, task), samples=samples, seed=seed,
                              kind="length", relevance=enc.relevance_range[task][1])
     length_sweep = [{"length_command": c, "length_mean": round(float(s["length"].mean()), 2),
                      "length_std": round(float(s["length"].std()), 2),
                      "length_mae": round(float(np.abs(s["length"] - c).mean()), 2),
                      "relevance_mean": round(float(s["relevance"].mean()), 4), "n": s["n"]} for c, s in len_runs]
-    in_range = [np.abs(s["length"] - c) for c, s in len_runs if LENGTH_MAE_RANGE[0] <= c <= LENGTH_MAE_RANGE[1]]
+    lo, hi = enc.length_range[task]
+    # length_mae: commands 8..40 that the task supports (its corpus 5 %..95 % length range);
+    # length_mae_grid: the fixed grid 8, 16, 24, 32, 40 for every task, supported or not.
+    in_range = [np.abs(s["length"] - c) for c, s in len_runs
+                if max(LENGTH_MAE_RANGE[0], lo) <= c <= min(LENGTH_MAE_RANGE[1], hi)]
+    if not in_range:
+        in_range = [np.abs(s["length"] - c) for c, s in len_runs if c == min(LENGTH_GRID)]
+    grid = [np.abs(s["length"] - c) for c, s in len_runs if c in LENGTH_GRID]
     top_command, top = rel_runs[-1]
     result = {
         "sweep": sweep, "spearman": round(spearman, 4), "pearson": round(pearson, 4),
         "length_sweep": length_sweep, "length_mae": round(float(np.concatenate(in_range).mean()), 3),
+        "length_mae_grid": round(float(np.concatenate(grid).mean()), 3), "length_range": [lo, hi],
         "top": {"relevance_command": top_command, "relevance_mean": round(float(top["relevance"].mean()), 4),
                 "novelty_mean": round(float(top["novelty"].mean()), 4), "diversity": round(top["diversity"], 4),
                 "length_mean": round(float(top["length"].mean()), 2)},
@@ -122,11 +142,12 @@ GOALS = "spearman >= 0.95, pearson >= 0.6, length MAE <= 3, top relevance >= tea
 
 
 def summary_lines(result: dict) -> list[str]:
-    lines = [f"{'task':<15} {'spearman':>8} {'pearson':>8} {'lenMAE':>7} {'top rel':>8} {'teacher':>8} "
-             f"{'top nov':>8} {'top div':>8} {'t div':>6}"]
+    lines = [f"{'task':<15} {'spearman':>8} {'pearson':>8} {'lenMAE':>7} {'gridMAE':>7} {'top rel':>8} "
+             f"{'teacher':>8} {'top nov':>8} {'top div':>8} {'t div':>6}"]
     for task, m in result["tasks"].items():
         t = m["teacher"] or {}
         lines.append(f"{task:<15} {m['spearman']:>8.3f} {m['pearson']:>8.3f} {m['length_mae']:>7.2f} "
+                     f"{m['length_mae_grid']:>7.2f} "
                      f"{m['top']['relevance_mean']:>8.3f} {t.get('relevance_mean', float('nan')):>8.3f} "
                      f"{m['top']['novelty_mean']:>8.3f} {m['top']['diversity']:>8.3f} "
                      f"{t.get('diversity', float('nan')):>6.3f}")

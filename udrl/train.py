@@ -30,7 +30,7 @@ class TrainConfig:
     n_embd: int = 256
     n_head: int = 4
     n_positions: int = 128
-    relevance_bins: int = 10
+    relevance_bins: int = 8
     epochs: int = 8
     batch_size: int = 64
     lr: float = 2e-3
