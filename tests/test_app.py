@@ -3,6 +3,7 @@ Chromium that moves the slider and clicks Generate."""
 
 from __future__ import annotations
 
+import csv
 import importlib
 import os
 import shutil
@@ -60,8 +61,9 @@ def test_annotation_round_trip(app):
     assert result["saved"] and result["rating_id"] > 0
     new_item, *_ , saved, summary = app.rate_and_next(item, "ann", "tie", "", "test intents", "", "headline")
     assert "Saved rating" in saved and summary[0][0] == "headline"
-    csv_text = Path(app.export_csv()).read_text()
-    assert csv_text.count("\n") == 1 + app.ratings_store().count()
+    with Path(app.export_csv()).open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == app.ratings_store().count() and rows[-1]["verdict"] == "tie"
 
 
 def test_bad_input_raises_clear_errors(app):

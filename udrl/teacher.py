@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import time
@@ -105,10 +106,39 @@ def _finish(task: Task, raw: str, started: float, prompt_tokens: int, completion
                          completion_tokens, flags, decoding, seed)
 
 
-class LlamaCppTeacher:
+class _ChatCompletionTeacher:
+    """Backends that answer one chat completion (OpenAI response format) per sample."""
+
+    decoding_extra: dict = {}
+
+    def _complete(self, messages: list[dict], temperature: float, top_p: float, max_tokens: int, seed: int,
+                  stop: list[str]) -> dict:
+        raise NotImplementedError
+
+    def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
+        t = get_task(task)
+        limit = max_new_tokens or t.max_new_tokens
+        decoding = {"temperature": temperature, "top_p": top_p, **self.decoding_extra}
+        results = []
+        for i, intent in enumerate(intents):
+            samples = []
+            for k in range(n):
+                sample_seed = seed + i * n + k
+                started = time.perf_counter()
+                out = self._complete(t.messages(intent), temperature, top_p, limit, sample_seed, list(t.stop))
+                usage = out.get("usage") or {}
+                samples.append(_finish(t, out["choices"][0]["message"].get("content") or "", started,
+                                       usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                                       dict(decoding), sample_seed, limit))
+            results.append(samples)
+        return results
+
+
+class LlamaCppTeacher(_ChatCompletionTeacher):
     """SmolLM2 (or any chat GGUF) through llama-cpp-python; one sequence at a time, prefix-cached."""
 
     backend = "llama.cpp"
+    decoding_extra = {"repeat_penalty": REPEAT_PENALTY}
 
     def __init__(self, model_path: str | Path | None = None, n_threads: int | None = None,
                  n_ctx: int = 1024):
@@ -120,28 +150,13 @@ class LlamaCppTeacher:
         self.model = path.name
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
                          n_batch=256, verbose=False)
+        atexit.register(self.llm.close)  # freed before interpreter teardown, not in __del__
         self.parameters = PROXY_PARAMETERS if path.name == PROXY_NAME else None
 
-    def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
-        t = get_task(task)
-        results = []
-        for i, intent in enumerate(intents):
-            samples = []
-            for k in range(n):
-                sample_seed = seed + i * n + k
-                started = time.perf_counter()
-                out = self.llm.create_chat_completion(
-                    messages=t.messages(intent), temperature=temperature, top_p=top_p,
-                    max_tokens=max_new_tokens or t.max_new_tokens, seed=sample_seed, stop=list(t.stop),
-                    repeat_penalty=REPEAT_PENALTY,
-                )
-                usage = out.get("usage", {})
-                samples.append(_finish(t, out["choices"][0]["message"]["content"] or "", started,
-                                       usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                                       {"temperature": temperature, "top_p": top_p,
-                                        "repeat_penalty": REPEAT_PENALTY}, sample_seed, max_new_tokens))
-            results.append(samples)
-        return results
+    def _complete(self, messages, temperature, top_p, max_tokens, seed, stop):
+        return self.llm.create_chat_completion(messages=messages, temperature=temperature, top_p=top_p,
+                                               max_tokens=max_tokens, seed=seed, stop=stop,
+                                               repeat_penalty=REPEAT_PENALTY)
 
 
 class TransformersTeacher:
@@ -217,10 +232,11 @@ class TransformersTeacher:
         return [outputs[i * n : (i + 1) * n] for i in range(len(intents))]
 
 
-class OpenAITeacher:
+class OpenAITeacher(_ChatCompletionTeacher):
     """An OpenAI-compatible ``/v1/chat/completions`` server. The API key comes from the environment only."""
 
     backend = "openai"
+    decoding_extra = {"frequency_penalty": 0.5}
 
     def __init__(self, base_url: str | None = None, model: str | None = None, timeout: float = 120.0):
         import httpx
@@ -248,34 +264,19 @@ class OpenAITeacher:
             raise TeacherUnavailable(f"teacher server {self.base_url} unreachable ({type(err).__name__}); "
                                      "start it or fix UDRL_TEACHER_URL") from None
 
-    def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
+    def _complete(self, messages, temperature, top_p, max_tokens, seed, stop):
         import httpx
 
-        t = get_task(task)
-        results = []
-        for i, intent in enumerate(intents):
-            samples = []
-            for k in range(n):
-                sample_seed = seed + i * n + k
-                body = {"model": self.model, "messages": t.messages(intent), "temperature": temperature,
-                        "top_p": top_p, "max_tokens": max_new_tokens or t.max_new_tokens, "seed": sample_seed,
-                        "stop": list(t.stop), "frequency_penalty": 0.5}
-                started = time.perf_counter()
-                try:
-                    response = self.client.post("/chat/completions", json=body)
-                    response.raise_for_status()
-                except httpx.HTTPError as err:
-                    raise TeacherUnavailable(f"teacher server {self.base_url} failed: {type(err).__name__}"
-                                             f" {getattr(getattr(err, 'response', None), 'status_code', '')}"
-                                             ) from None
-                data = response.json()
-                usage = data.get("usage") or {}
-                samples.append(_finish(t, data["choices"][0]["message"].get("content") or "", started,
-                                       usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                                       {"temperature": temperature, "top_p": top_p, "frequency_penalty": 0.5},
-                                       sample_seed, max_new_tokens))
-            results.append(samples)
-        return results
+        body = {"model": self.model, "messages": messages, "temperature": temperature, "top_p": top_p,
+                "max_tokens": max_tokens, "seed": seed, "stop": stop, **self.decoding_extra}
+        try:
+            response = self.client.post("/chat/completions", json=body)
+            response.raise_for_status()
+        except httpx.HTTPError as err:
+            status = getattr(getattr(err, "response", None), "status_code", "")
+            raise TeacherUnavailable(f"teacher server {self.base_url} failed: {type(err).__name__} {status}"
+                                     ) from None
+        return response.json()
 
 
 def load_teacher(backend: str = "llama.cpp", model: str | None = None, url: str | None = None,
