@@ -1,0 +1,44 @@
+"""Evaluation, report, model card and benchmark on the tiny student."""
+
+import json
+import shutil
+
+from udrl.evaluate import evaluate, summary_lines, write_report
+from udrl.model_card import write_model_card
+
+
+def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
+    intents = tmp_path / "intents.txt"
+    intents.write_text("lost cat\nholiday sale\nski trip\n")
+    result = evaluate(str(tiny_student), str(intents), ["headline", "image_prompt"], samples=2, limit=3,
+                      teacher_backend="llama.cpp")
+    for task in ("headline", "image_prompt"):
+        m = result["tasks"][task]
+        assert len(m["sweep"]) >= 5 and len(m["length_sweep"]) >= 4
+        assert {"relevance_command", "relevance_mean", "relevance_std", "length_mean", "novelty_mean", "n"} <= set(
+            m["sweep"][0])
+        assert -1 <= m["spearman"] <= 1 and -1 <= m["pearson"] <= 1 and m["length_mae"] >= 0
+        assert {"relevance_mean", "length_mean", "novelty_mean", "diversity"} <= set(m["teacher"])
+        assert {"relevance_mean", "novelty_mean", "diversity"} <= set(m["top"])
+    json.dumps(result, allow_nan=False)  # strict JSON
+    report = write_report(result, tmp_path / "report")
+    assert (tmp_path / "report" / "headline_relevance.html").is_file() and "| relevance command" in report.read_text()
+    assert any("spearman" in line for line in summary_lines(result))
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(tiny_student, checkpoint)
+    (checkpoint / "metrics.json").write_text(json.dumps(result))
+    card = write_model_card(checkpoint).read_text()
+    assert "## Evaluation" in card and "| headline |" in card
+
+
+def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
+    from udrl.bench import run_bench
+
+    intents = tmp_path / "intents.txt"
+    intents.write_text("lost cat\nholiday sale\nski trip\nbook fair\n")
+    result = run_bench(str(tiny_student), str(intents), task="headline", prompts=4, batch_size=8,
+                       teachers=("llama.cpp",), show=False)
+    s = result["student"]
+    assert s["p50_ms"] > 0 and s["tokens_per_s"] > 0 and s["batch_tokens_per_s"] > 0 and s["peak_rss_mb"] > 0
+    assert result["teacher_llamacpp"]["parameters"] > 100_000_000
+    assert result["speedup_vs_llamacpp"] > 0
