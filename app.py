@@ -183,6 +183,12 @@ def relevance_slider(task):
     return gr.Slider(minimum=lo, maximum=hi, value=hi, step=0.005)
 
 
+def on_load(task):
+    """Page load: start the models, show their status and give the slider the checkpoint's range."""
+    MODELS.start()
+    return (*status(), relevance_slider(task))
+
+
 def status():
     timer_active = not (MODELS.teacher_ready or MODELS.teacher_error)
     return MODELS.status_markdown(), gr.Timer(active=timer_active)
@@ -334,7 +340,7 @@ def build_demo() -> gr.Blocks:
 
         # events
         inputs = [intent, task, relevance, length, n, seed, temperature, top_p]
-        demo.load(lambda: (MODELS.start(), status())[1], outputs=[status_md, timer], api_visibility="private")
+        demo.load(on_load, task, [status_md, timer, relevance], api_visibility="private")
         timer.tick(status, outputs=[status_md, timer], api_visibility="private")
         task.change(relevance_slider, task, relevance, api_visibility="private")
         generate_btn.click(compare, inputs, [teacher_table, student_table, summary], api_name="compare")
