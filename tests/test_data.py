@@ -117,6 +117,7 @@ def _cli(*args):
     ("generate", "--samples", "many"),
     ("generate", "--worker", "3/2"),
     ("evaluate", "--checkpoint", "/nonexistent"),
+    ("evaluate", "--checkpoint", "udrl"),  # a folder that is not a checkpoint
     ("frobnicate",),
 ])
 def test_cli_errors_are_one_clear_line(args):

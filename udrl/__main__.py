@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from udrl.student import CheckpointError
     from udrl.teacher import TeacherUnavailable
 
     try:
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, TeacherUnavailable, ValueError) as err:
+    except (FileNotFoundError, TeacherUnavailable, CheckpointError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

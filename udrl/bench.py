@@ -90,7 +90,14 @@ def _in_process(target, *args) -> dict:
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    result = queue.get()
+    while True:  # a worker that dies (bad checkpoint, missing teacher) must not leave us waiting forever
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Exception:  # queue.Empty
+            if not proc.is_alive():
+                raise RuntimeError(f"benchmark worker {target.__name__} exited with code {proc.exitcode}; "
+                                   "see the error above") from None
     proc.join()
     return result
 
@@ -102,6 +109,9 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
     """Measure student and teachers; print a table and return the JSON-ready result."""
     import sys
 
+    from udrl.student import load_student
+
+    load_student(checkpoint)  # fail here, with the checkpoint's own message, before any worker starts
     intents = read_intents(intents_file)[:prompts]
     result = {"task": task, "prompts": len(intents), "cpu_count": os.cpu_count(),
               "command": "python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
