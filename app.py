@@ -29,6 +29,7 @@ MODELS = Models()
 TEST_INTENTS = "data/intents/test.txt"
 TABLE_HEADERS = ["#", "output", "relevance", "length", "novelty"]
 SWEEP_LENGTHS = (8, 16, 24, 32, 40)
+EMPTY_OUTPUT = "(no output)"
 _store: RatingStore | None = None
 _store_error: str | None = None
 
@@ -218,13 +219,18 @@ def next_item(annotator, source, own_intent, task, seed=None):
     except ModelUnavailable as err:
         raise _fail(err) from None
     sample_seed = rng.randrange(2**31)
-    with MODELS.student_lock:
-        s = student.generate([intent], task, n=1, seed=sample_seed)[0][0]
+    for attempt in range(3):  # an empty answer is no use to an annotator: sample again
+        with MODELS.student_lock:
+            s = student.generate([intent], task, n=1, seed=sample_seed + attempt)[0][0]
+        if s.text:
+            break
     with MODELS.teacher_lock:
         t = teacher.generate([intent], task, n=1, seed=sample_seed, temperature=0.7, top_p=0.95)[0][0]
+    student_text, teacher_text = s.text or EMPTY_OUTPUT, t.text or EMPTY_OUTPUT
     try:
-        item = ratings_store().add_item(intent, task, s.command["relevance"], s.command["length"], t.text, s.text,
-                                        MODELS.teacher_version, student.version, student_first=rng.random() < 0.5)
+        item = ratings_store().add_item(intent, task, s.command["relevance"], s.command["length"], teacher_text,
+                                        student_text, MODELS.teacher_version, student.version,
+                                        student_first=rng.random() < 0.5)
     except AnnotationError as err:
         raise _fail(err) from None
     return item, item["item_id"], item["intent"], item["output_a"], item["output_b"]
