@@ -6,7 +6,6 @@ import csv
 import io
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from udrl.annotations import AnnotationError, RatingStore, wilson_interval
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 
 def _item(store: RatingStore, i: int = 0, student_first: bool = True) -> str:
@@ -93,19 +92,13 @@ def test_wilson_interval():
     assert 0.44 < lo < 0.5 and 0.94 < hi < 0.97
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_kill_9_loses_no_acknowledged_rating(tiny_student, tmp_path):
     from gradio_client import Client
 
     db = tmp_path / "ratings.sqlite"
     store = RatingStore(db)
     items = [_item(store, i) for i in range(10)]
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "UDRL_CHECKPOINT": str(tiny_student), "UDRL_RATINGS_DB": str(db),
            "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

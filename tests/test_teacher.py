@@ -1,6 +1,5 @@
 """Every teacher backend gives a cleaned, non-empty output for every task (with the real SmolLM2 GGUF)."""
 
-import socket
 import subprocess
 import sys
 import time
@@ -8,6 +7,7 @@ import time
 import pytest
 
 from udrl.tasks import TASK_NAMES
+from conftest import free_port
 from udrl.teacher import OpenAITeacher, TeacherUnavailable, load_teacher, proxy_gguf_path
 
 
@@ -35,15 +35,9 @@ def test_transformers_backend_loads_the_same_gguf():
     assert [len(g) for g in out] == [2, 2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server():
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(proxy_gguf_path()),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -73,7 +67,7 @@ def test_openai_backend_against_real_local_server(llama_server, monkeypatch):
 
 
 def test_openai_backend_unreachable_says_how_to_fix(monkeypatch):
-    port = _free_port()
+    port = free_port()
     with pytest.raises(TeacherUnavailable, match="unreachable"):
         load_teacher("openai", url=f"http://127.0.0.1:{port}/v1")
     monkeypatch.delenv("UDRL_TEACHER_URL", raising=False)

@@ -109,9 +109,9 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
     """Measure student and teachers; print a table and return the JSON-ready result."""
     import sys
 
-    from udrl.student import load_student
+    from udrl.student import check_checkpoint
 
-    load_student(checkpoint)  # fail here, with the checkpoint's own message, before any worker starts
+    check_checkpoint(checkpoint)  # fail here with a clear message before any worker starts
     intents = read_intents(intents_file)[:prompts]
     result = {"task": task, "prompts": len(intents), "cpu_count": os.cpu_count(),
               "command": "python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]

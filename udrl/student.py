@@ -104,15 +104,21 @@ class Student:
         return [outs[i * n : (i + 1) * n] for i in range(len(intents))]
 
 
+def check_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder, or a CheckpointError saying how to get one (no model is loaded)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"no student checkpoint at {path}: train one with `python -m udrl train` "
+                              "or restore checkpoints/student from git")
+    return path
+
+
 def load_student(path: str | Path = "checkpoints/student") -> Student:
     """Load a checkpoint written by ``udrl.train`` (``save_pretrained`` + ``udrl.json``)."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
     _threads()
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"no student checkpoint at {path}: train one with `python -m udrl train` "
-                              "or restore checkpoints/student from git")
+    path = check_checkpoint(path)
     try:
         encoding = CommandEncoding.load(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
