@@ -88,6 +88,21 @@ def test_fast_decoder_greedy_and_seeded_sampling_match_transformers(tiny_student
     assert got == [expected]
 
 
+@pytest.mark.parametrize("sharpness", [0.5, 3.0, 12.0])
+def test_top_p_filter_equals_transformers_warper(sharpness):
+    """The top-k shortcut and its full-sort fallback drop exactly what transformers' warper drops."""
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    from udrl.decoding import top_p_removed
+
+    gen = torch.Generator().manual_seed(int(sharpness * 10))
+    logits = torch.randn(32, 4096, generator=gen) * sharpness
+    for top_p in (0.5, 0.9, 0.95):
+        expected = TopPLogitsWarper(top_p)(None, logits.clone()).isinf()
+        assert torch.equal(top_p_removed(logits, top_p), expected)
+        assert torch.equal(top_p_removed(logits, top_p, candidates=4096), expected)
+
+
 def test_llama_cpp_path_matches_pytorch(tiny_student):
     student = load_student(tiny_student)
     assert student.single is not None, "the GGUF export should load in llama.cpp"
@@ -112,6 +127,31 @@ def test_batched_left_padding_matches_single(tiny_student):
     fast = student.fast
     single = [fast.generate([p], 10, student.eos_id, student.pad_id, temperature=0)[0] for p in (short, long)]
     assert fast.generate([short, long], 10, student.eos_id, student.pad_id, temperature=0) == single
+
+
+def test_batch_drops_finished_rows_without_changing_the_others():
+    """Rows that end early leave the batch (cache compaction); the rest decode exactly as alone."""
+    from collections import Counter
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from udrl.decoding import FastGPT2
+
+    torch.manual_seed(0)  # a random GPT-2 with large weights: varied, context-dependent greedy outputs
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                       initializer_range=0.4)).eval()
+    fast = FastGPT2(model)
+    gen = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(1, 40, (n,), generator=gen).tolist() for n in (3, 5, 6, 8, 9, 11, 12, 14)]
+    free = [fast.generate([p], 30, eos_id=0, pad_id=0, temperature=0)[0] for p in prompts]
+    # stop on a token the outputs first reach at different steps, so rows finish one after another
+    firsts = Counter()
+    for out in free:
+        firsts.update({t: 1 for t in set(out)})
+    stop = max(firsts, key=lambda t: len({out.index(t) for out in free if t in out}))
+    single = [fast.generate([p], 30, stop, 0, temperature=0)[0] for p in prompts]
+    assert len({len(s) for s in single}) >= 3, "rows should finish at different steps"
+    assert fast.generate(prompts, 30, stop, 0, temperature=0) == single
 
 
 def test_init_from_pretrained_gpt2_keeps_its_tokenizer(tmp_path, tiny_corpus):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m udrl intents|generate|train|evaluate|bench``.
+"""Command line: ``python -m udrl intents|generate|score|datacard|augment|train|evaluate|bench``.
 
 Each command is a thin wrapper over a library function. Bad input exits with code 2 and one line.
 """
@@ -86,13 +86,25 @@ def cmd_datacard(args) -> None:
     print(json.dumps({k: stats[k] for k in ("records", "counts", "intents", "min_samples_per_pair")}, indent=2))
 
 
+def cmd_augment(args) -> None:
+    from udrl.augment import augment_corpus
+
+    if args.copies < 1:
+        raise CliError("--copies must be at least 1")
+    stats = augment_corpus(_existing(args.corpus), args.out, copies=args.copies, seed=args.seed)
+    print(json.dumps(stats, indent=2))
+
+
 def cmd_train(args) -> None:
     from udrl.train import TrainConfig, train
 
-    cfg = TrainConfig(corpus=str(_existing(args.corpus)), out=args.out, init=args.init, epochs=args.epochs,
+    augmented = str(_existing(args.augmented)) if args.augmented else None
+    cfg = TrainConfig(corpus=str(_existing(args.corpus)), augmented=augmented, out=args.out, init=args.init,
+                      epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_layer=args.n_layer,
                       n_embd=args.n_embd, n_head=args.n_head, vocab_size=args.vocab_size,
-                      max_steps=args.max_steps, resume=args.resume, relevance_bins=args.relevance_bins)
+                      max_steps=args.max_steps, resume=args.resume, relevance_bins=args.relevance_bins,
+                      dropout=args.dropout)
     train(cfg)
 
 
@@ -169,8 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", default="data/figures")
     p.set_defaults(func=cmd_datacard)
 
+    p = sub.add_parser("augment", help="subject-swapped, re-scored copies of the training records")
+    p.add_argument("--corpus", default="data/distill")
+    p.add_argument("--out", default="data/augmented")
+    p.add_argument("--copies", type=int, default=2, help="variants per training record")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_augment)
+
     p = sub.add_parser("train", help="train the UDRL student on the corpus")
     p.add_argument("--corpus", default="data/distill")
+    p.add_argument("--augmented", default=None, help="folder written by `augment`, added to training")
     p.add_argument("--out", default="checkpoints/student")
     p.add_argument("--init", default=None, help="pretrained GPT-2 id or path (default: new small GPT-2)")
     p.add_argument("--epochs", type=int, default=8)
@@ -181,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--relevance-bins", type=int, default=8)
+    p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT/../<name>-state")
     p.add_argument("--seed", type=int, default=0)

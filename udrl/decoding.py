@@ -127,20 +127,33 @@ class FastGPT2:
         logits = self.forward(ids, positions, cache, 0, key_mask)
         next_pos = positions[:, -1:] + 1
         out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long)
+        rows = torch.arange(B)  # batch row -> prompt index; finished rows are dropped from the batch
         alive = torch.ones(B, dtype=torch.bool)
-        steps = 0
         for step in range(max_new_tokens):
             token = _sample(logits, temperature, top_p, generator)
-            out[:, step] = torch.where(alive, token, eos_id)
-            steps = step + 1
+            out[rows[alive], step] = token[alive]
             alive &= token != eos_id
-            # one host sync every few steps is enough to stop early
-            if step == max_new_tokens - 1 or (step % 4 == 3 and not alive.any()):
+            live = int(alive.sum())
+            if live == 0 or step == max_new_tokens - 1:
                 break
+            if len(rows) - live >= max(1, len(rows) // 4):
+                # a finished row still costs a full forward: drop them once they are a quarter of the batch
+                filled = P + step
+                rows, token, next_pos = rows[alive], token[alive], next_pos[alive]
+                key_mask = key_mask[alive] if key_mask is not None else None
+                cache = self._select(cache, alive, filled)
+                alive = torch.ones(live, dtype=torch.bool)
             logits = self.forward(token[:, None], next_pos, cache, P + step, key_mask)
             next_pos = next_pos + 1
-        rows = out[:, :steps].tolist()
+        rows = out.tolist()
         return [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
+
+    def _select(self, cache: list[torch.Tensor], keep: torch.Tensor, filled: int) -> list[torch.Tensor]:
+        """The cache rows in ``keep``, copying only the ``filled`` slots (the rest is written later)."""
+        fresh = self.new_cache(int(keep.sum()), cache[0].shape[3])
+        for new, old in zip(fresh, cache):
+            new[:, :, :, :filled] = old[:, keep, :, :filled]
+        return fresh
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
@@ -148,15 +161,39 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
         return logits.argmax(-1)
     logits = logits / temperature
     if top_p < 1.0:
-        # Same rule as transformers' TopPLogitsWarper: drop the low tail whose mass is <= 1 - top_p.
-        sorted_logits, order = torch.sort(logits, descending=False)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        remove_sorted = cumulative <= (1 - top_p)
-        remove_sorted[..., -1:] = False
-        remove = remove_sorted.scatter(1, order, remove_sorted)
-        logits = logits.masked_fill(remove, -math.inf)
+        logits = logits.masked_fill(top_p_removed(logits, top_p), -math.inf)
     probs = logits.softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = 64) -> torch.Tensor:
+    """Mask [B, V] of the tokens nucleus (top-p) sampling drops: the same rule as transformers'
+    ``TopPLogitsWarper`` (drop the low tail whose mass is <= 1 - top_p; keep at least one token).
+
+    A full sort of the vocabulary at every step costs more than the model here, and the nucleus of a
+    trained model almost always lies among its few most likely tokens. So the ``candidates`` best tokens
+    are found with ``topk``; a token is kept when the mass ranked above it is below ``top_p``. Rows whose
+    candidates' mass does not reach ``top_p`` (the nucleus may extend past them) take the full sort.
+    """
+    if candidates >= logits.shape[-1]:
+        return _top_p_removed_by_sort(logits, top_p)
+    values, order = torch.topk(logits, candidates, dim=-1)
+    probs = (values - logits.logsumexp(-1, keepdim=True)).exp()
+    cumulative = probs.cumsum(-1)
+    keep = (cumulative - probs) < top_p
+    keep[:, 0] = True
+    removed = torch.ones_like(logits, dtype=torch.bool).scatter_(1, order, ~keep)
+    wide = cumulative[:, -1] <= top_p
+    if bool(wide.any()):
+        removed[wide] = _top_p_removed_by_sort(logits[wide], top_p)
+    return removed
+
+
+def _top_p_removed_by_sort(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    sorted_logits, order = torch.sort(logits, descending=False)
+    remove_sorted = sorted_logits.softmax(-1).cumsum(-1) <= (1 - top_p)
+    remove_sorted[..., -1:] = False
+    return remove_sorted.scatter(1, order, remove_sorted)
 
 
 class LlamaCppGPT2:

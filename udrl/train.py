@@ -22,6 +22,7 @@ from udrl.data import load_corpus
 @dataclass
 class TrainConfig:
     corpus: str = "data/distill"
+    augmented: str | None = None  # subject-swapped training records (``python -m udrl augment``)
     out: str = "checkpoints/student"
     state_dir: str | None = None  # resumable training state; default runs/<out name>-state
     init: str | None = None  # pretrained GPT-2 id or path; None builds a new small GPT-2
@@ -152,6 +153,8 @@ def train(cfg: TrainConfig) -> dict:
     state = Path(cfg.state_dir or f"runs/{Path(cfg.out).name}-state")
     records = [r for r in load_corpus(cfg.corpus) if usable(r)]
     train_records = [r for r in records if r["split"] == "train"]
+    if cfg.augmented:  # training split only: the held-out loss stays on the teacher's own test samples
+        train_records += [r for r in load_corpus(cfg.augmented, split="train") if usable(r)]
     heldout_records = [r for r in records if r["split"] == "test"]
     if not train_records:
         raise ValueError(f"no training records in {cfg.corpus}")
