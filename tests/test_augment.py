@@ -71,3 +71,17 @@ def test_augment_corpus_rescores_with_the_real_reward_model(tmp_path, tiny_corpu
         [json.dumps(r, sort_keys=True) for r in variants]
     with pytest.raises(FileExistsError, match="already holds records"):
         augment_corpus(tiny_corpus, out)
+
+
+def test_data_card_describes_the_augmented_records(tmp_path, tiny_corpus):
+    from udrl.__main__ import main
+    from udrl.datacard import write_data_card
+
+    augment_corpus(tiny_corpus, tmp_path / "aug", copies=1)
+    card = tmp_path / "README.md"
+    stats = write_data_card(tiny_corpus, card, augmented=tmp_path / "aug")
+    text = card.read_text()
+    assert "## Subject-swapped training records" in text
+    n_train = sum(v for k, v in stats["counts"].items() if k.endswith("/train"))
+    assert f"{n_train} records made by `python -m udrl augment`" in text
+    assert main(["augment", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "x"), "--copies", "0"]) == 2

@@ -82,7 +82,8 @@ def cmd_score(args) -> None:
 def cmd_datacard(args) -> None:
     from udrl.datacard import write_data_card
 
-    stats = write_data_card(_existing(args.corpus), args.out, figures=args.figures)
+    augmented = _existing(args.augmented) if args.augmented else None
+    stats = write_data_card(_existing(args.corpus), args.out, figures=args.figures, augmented=augmented)
     print(json.dumps({k: stats[k] for k in ("records", "counts", "intents", "min_samples_per_pair")}, indent=2))
 
 
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default="data/distill")
     p.add_argument("--out", default="data/README.md")
     p.add_argument("--figures", default="data/figures")
+    p.add_argument("--augmented", default=None, help="also describe the records written by `augment`")
     p.set_defaults(func=cmd_datacard)
 
     p = sub.add_parser("augment", help="subject-swapped, re-scored copies of the training records")

@@ -43,7 +43,25 @@ def corpus_stats(directory: str | Path) -> dict:
     }
 
 
-def write_data_card(directory: str | Path, out: str | Path, figures: str | Path | None = None) -> dict:
+def augmented_lines(directory: str | Path) -> list[str]:
+    """Data card section on the subject-swapped training records written by ``python -m udrl augment``."""
+    records = load_corpus(directory)
+    lines = ["", "## Subject-swapped training records", "",
+             f"`{directory}`: {len(records)} records made by `python -m udrl augment` from the training split. "
+             "In each, the intent's subject words are replaced by random English words (from the relevance "
+             "model's vocabulary) in both intent and output, and the pair is scored again with the rewards "
+             "above; test intents are never used. They teach the student to carry a subject it never saw.", "",
+             "| task | records | relevance mean | 10 % | 50 % | 90 % |", "|---|---|---|---|---|---|"]
+    for task in TASK_NAMES:
+        v = np.array([r["rewards"]["relevance"] for r in records if r["task"] == task], dtype=float)
+        if v.size:
+            q10, q50, q90 = np.quantile(v, [0.1, 0.5, 0.9])
+            lines.append(f"| {task} | {v.size} | {v.mean():.3f} | {q10:.3f} | {q50:.3f} | {q90:.3f} |")
+    return lines
+
+
+def write_data_card(directory: str | Path, out: str | Path, figures: str | Path | None = None,
+                    augmented: str | Path | None = None) -> dict:
     """Write the markdown data card (and plotly histograms as HTML next to it)."""
     from udrl.plots import reward_histogram
 
@@ -100,6 +118,8 @@ def write_data_card(directory: str | Path, out: str | Path, figures: str | Path 
             path = fig_dir / f"{key}_histogram.html"
             reward_histogram(values, key).write_html(path, include_plotlyjs="cdn")
             lines.append(f"- [{key}]({path.relative_to(Path(out).parent)})")
+    if augmented:
+        lines += augmented_lines(augmented)
     lines += ["", "## Loading", "", "```python", "import datasets",
               "ds = datasets.load_dataset('json', data_files='data/distill/*.jsonl', split='train')", "```", ""]
     Path(out).write_text("\n".join(lines))

@@ -30,7 +30,7 @@ def write_model_card(directory: str | Path) -> Path:
         "pipeline_tag: text-generation",
         "license: apache-2.0",
         "tags: [gpt2, distillation, upside-down-rl, prompt-generation]",
-        "datasets: [data/distill]",
+        f"datasets: [{', '.join(['data/distill'] + (['data/augmented'] if cfg.get('augmented') else []))}]",
         "---",
         "",
         "# udrl-distill student",
@@ -56,8 +56,10 @@ def write_model_card(directory: str | Path) -> Path:
                   f"- weights: {size_mb:.1f} MB (safetensors, fp32)"]
     lines += ["", "## Training", ""]
     if training:
-        lines += [f"- records: {training['train_records']} train, {training['heldout_records']} held-out "
-                  "(test intents)",
+        swapped = training.get("augmented_records", 0)
+        lines += [f"- records: {training['train_records']} train"
+                  + (f" ({swapped} of them subject-swapped by `python -m udrl augment`)" if swapped else "")
+                  + f", {training['heldout_records']} held-out (test intents)",
                   f"- architecture: {cfg.get('n_layer')} layers, {cfg.get('n_embd')} wide, "
                   f"{cfg.get('n_head')} heads, vocabulary {cfg.get('vocab_size')} (byte-level BPE)",
                   f"- optimiser: AdamW, lr {cfg.get('lr')}, batch {cfg.get('batch_size')}, "

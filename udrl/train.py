@@ -153,8 +153,9 @@ def train(cfg: TrainConfig) -> dict:
     state = Path(cfg.state_dir or f"runs/{Path(cfg.out).name}-state")
     records = [r for r in load_corpus(cfg.corpus) if usable(r)]
     train_records = [r for r in records if r["split"] == "train"]
-    if cfg.augmented:  # training split only: the held-out loss stays on the teacher's own test samples
-        train_records += [r for r in load_corpus(cfg.augmented, split="train") if usable(r)]
+    # augmented records join the training split only: the held-out loss stays on the teacher's test samples
+    augmented = [r for r in load_corpus(cfg.augmented, split="train") if usable(r)] if cfg.augmented else []
+    train_records += augmented
     heldout_records = [r for r in records if r["split"] == "test"]
     if not train_records:
         raise ValueError(f"no training records in {cfg.corpus}")
@@ -226,6 +227,7 @@ def train(cfg: TrainConfig) -> dict:
 
         export_gguf(unwrapped, tokenizer, out / GGUF_NAME)  # for llama.cpp decoding
         info = {"config": asdict(cfg), "history": history, "train_records": len(train_records),
+                "augmented_records": len(augmented),
                 "heldout_records": len(heldout_records),
                 "parameters": sum(p.numel() for p in unwrapped.parameters())}
         (out / "training.json").write_text(json.dumps(info, indent=2))
