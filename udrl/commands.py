@@ -47,6 +47,8 @@ class CommandEncoding:
     length_range: dict[str, list[int]] = field(default_factory=dict)  # task -> typical [low, high] words
     length_median: dict[str, int] = field(default_factory=dict)
     relevance_median: dict[str, float] = field(default_factory=dict)
+    # 1: the intent follows the command tokens directly; 2: after a space, so that each intent word is
+    # the same BPE token as the word inside an output (" cat", not "cat"), which makes copying it easier
     version: int = 1
 
     @classmethod
@@ -66,7 +68,7 @@ class CommandEncoding:
             length_medians[task] = int(np.median(n))
         if not edges:
             raise ValueError("no training records to fit the command encoding on")
-        return cls(bins, edges, ranges, lengths, length_medians, rel_medians)
+        return cls(bins, edges, ranges, lengths, length_medians, rel_medians, version=2)
 
     # -- value -> token ------------------------------------------------------------------------------
     def tasks(self) -> list[str]:
@@ -108,6 +110,10 @@ class CommandEncoding:
         return (task_token(task) + relevance_token(self.relevance_bin(task, relevance))
                 + length_token(self.clamp_length(length)))
 
+    def intent_text(self, intent: str) -> str:
+        """The intent as it follows the command tokens in this encoding's prompt format."""
+        return " " + intent.strip() if self.version >= 2 else intent
+
     def special_tokens(self) -> list[str]:
         """Every control token, in a fixed order (tokenizers add them with these ids)."""
         return ([PAD, SEP] + [task_token(t) for t in TASK_NAMES]
@@ -129,10 +135,11 @@ class CommandEncoding:
 def training_text(encoding: CommandEncoding, record: dict) -> tuple[str, str]:
     """(prompt, completion) of a record relabelled with what it achieved (hindsight)."""
     r = record["rewards"]
-    prompt = encoding.prefix(record["task"], r["relevance"], r["length"]) + record["intent"] + SEP
+    intent = encoding.intent_text(record["intent"])
+    prompt = encoding.prefix(record["task"], r["relevance"], r["length"]) + intent + SEP
     return prompt, " " + record["output"] + EOS
 
 
 def prompt_text(encoding: CommandEncoding, intent: str, task: str, relevance: float, length: float) -> str:
     """The student's prompt for a user's command."""
-    return encoding.prefix(task, relevance, length) + intent + SEP
+    return encoding.prefix(task, relevance, length) + encoding.intent_text(intent) + SEP

@@ -87,7 +87,8 @@ class FastGPT2:
             qkv = torch.addmm(layer.qkv_b, h.view(B * T, -1), layer.qkv_w).view(B, T, 3, self.n_head,
                                                                                   self.head_dim)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, H, T, D]
-            kv[:, :, :, start:end] = torch.stack((k, v))
+            kv[0, :, :, start:end] = k
+            kv[1, :, :, start:end] = v
             a = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], attn_mask=mask,
                                                is_causal=causal)
             a = a.transpose(1, 2).reshape(B * T, self.n_embd)
@@ -104,8 +105,8 @@ class FastGPT2:
                  ) -> list[list[int]]:
         """Sample continuations of token-id prompts (left-padded into one batch); stop at ``eos_id``.
 
-        Sampling matches ``generate(do_sample=True)``: logits / temperature, then top-p (nucleus)
-        filtering, then one multinomial draw; ``temperature=0`` is greedy.
+        Sampling draws from the same distribution as ``generate(do_sample=True)`` (logits / temperature,
+        then top-p filtering; see :func:`_sample`); ``temperature=0`` is greedy and equals ``generate``.
         """
         B = len(prompts)
         P = max(len(p) for p in prompts)
@@ -157,33 +158,56 @@ class FastGPT2:
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
+    """One token per row: logits / temperature, nucleus (top-p) filtering, one draw; greedy at 0.
+
+    The distribution is transformers' (``TopPLogitsWarper`` then softmax), but the draw is made among
+    the few candidate tokens that hold the nucleus rather than over the whole vocabulary: drawing over
+    4,096 tokens for every row was the largest cost of batched decoding. Rows whose nucleus reaches past
+    the candidates draw over the full vocabulary.
+    """
     if temperature <= 0:
         return logits.argmax(-1)
     logits = logits / temperature
-    if top_p < 1.0:
-        logits = logits.masked_fill(top_p_removed(logits, top_p), -math.inf)
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    if top_p >= 1.0:
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+    order, probs, keep, wide = _nucleus_candidates(logits, top_p)
+    token = torch.empty(logits.shape[0], dtype=torch.long)
+    narrow = ~wide
+    if bool(narrow.any()):
+        pick = torch.multinomial(probs[narrow].masked_fill(~keep[narrow], 0.0), 1, generator=generator)
+        token[narrow] = order[narrow].gather(1, pick).squeeze(1)
+    if bool(wide.any()):
+        rows = logits[wide]
+        rows = rows.masked_fill(_top_p_removed_by_sort(rows, top_p), -math.inf)
+        token[wide] = torch.multinomial(rows.softmax(-1), 1, generator=generator).squeeze(1)
+    return token
 
 
-def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = 64) -> torch.Tensor:
-    """Mask [B, V] of the tokens nucleus (top-p) sampling drops: the same rule as transformers'
-    ``TopPLogitsWarper`` (drop the low tail whose mass is <= 1 - top_p; keep at least one token).
+NUCLEUS_CANDIDATES = 64
 
-    A full sort of the vocabulary at every step costs more than the model here, and the nucleus of a
-    trained model almost always lies among its few most likely tokens. So the ``candidates`` best tokens
-    are found with ``topk``; a token is kept when the mass ranked above it is below ``top_p``. Rows whose
-    candidates' mass does not reach ``top_p`` (the nucleus may extend past them) take the full sort.
+
+def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES):
+    """The ``candidates`` most likely tokens of each row (ids, probabilities), which of them the nucleus
+    keeps, and the rows whose nucleus may reach past them (``wide``).
+
+    Same rule as transformers' ``TopPLogitsWarper``: a token is kept when the mass ranked above it is
+    below ``top_p`` (the most likely token always). A full sort of the vocabulary at every step costs more
+    than the model here, and a trained model's nucleus almost always lies among its first few tokens.
     """
-    if candidates >= logits.shape[-1]:
-        return _top_p_removed_by_sort(logits, top_p)
-    values, order = torch.topk(logits, candidates, dim=-1)
+    k = min(candidates, logits.shape[-1])
+    values, order = torch.topk(logits, k, dim=-1)
     probs = (values - logits.logsumexp(-1, keepdim=True)).exp()
     cumulative = probs.cumsum(-1)
     keep = (cumulative - probs) < top_p
     keep[:, 0] = True
+    wide = cumulative[:, -1] <= top_p if k < logits.shape[-1] else torch.zeros(len(logits), dtype=torch.bool)
+    return order, probs, keep, wide
+
+
+def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES) -> torch.Tensor:
+    """Mask [B, V] of the tokens nucleus sampling drops (see :func:`_nucleus_candidates`)."""
+    order, _, keep, wide = _nucleus_candidates(logits, top_p, candidates)
     removed = torch.ones_like(logits, dtype=torch.bool).scatter_(1, order, ~keep)
-    wide = cumulative[:, -1] <= top_p
     if bool(wide.any()):
         removed[wide] = _top_p_removed_by_sort(logits[wide], top_p)
     return removed
