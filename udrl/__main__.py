@@ -101,8 +101,7 @@ def cmd_train(args) -> None:
 
     augmented = str(_existing(args.augmented)) if args.augmented else None
     cfg = TrainConfig(corpus=str(_existing(args.corpus)), augmented=augmented, out=args.out, init=args.init,
-                      epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_layer=args.n_layer,
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_layer=args.n_layer,
                       n_embd=args.n_embd, n_head=args.n_head, vocab_size=args.vocab_size,
                       max_steps=args.max_steps, resume=args.resume, relevance_bins=args.relevance_bins,
                       dropout=args.dropout)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from udrl.data import ShardWriter, load_corpus
@@ -25,6 +26,7 @@ _FUNCTION_WORDS = frozenset(
 _WORD = re.compile(r"[a-z]+")
 
 
+@lru_cache(maxsize=1)
 def _kept_words() -> frozenset[str]:
     """Words of formats and modifiers: what the design is, not what it is about."""
     phrases = [fmt for _, formats in KINDS.values() for fmt in formats] + MODIFIERS

@@ -45,18 +45,17 @@ def corpus_stats(directory: str | Path) -> dict:
 
 def augmented_lines(directory: str | Path) -> list[str]:
     """Data card section on the subject-swapped training records written by ``python -m udrl augment``."""
-    records = load_corpus(directory)
+    stats = corpus_stats(directory)
     lines = ["", "## Subject-swapped training records", "",
-             f"`{directory}`: {len(records)} records made by `python -m udrl augment` from the training split. "
+             f"`{directory}`: {stats['records']} records made by `python -m udrl augment` from the training split. "
              "In each, the intent's subject words are replaced by random English words (from the relevance "
              "model's vocabulary) in both intent and output, and the pair is scored again with the rewards "
              "above; test intents are never used. They teach the student to carry a subject it never saw.", "",
              "| task | records | relevance mean | 10 % | 50 % | 90 % |", "|---|---|---|---|---|---|"]
-    for task in TASK_NAMES:
-        v = np.array([r["rewards"]["relevance"] for r in records if r["task"] == task], dtype=float)
-        if v.size:
-            q10, q50, q90 = np.quantile(v, [0.1, 0.5, 0.9])
-            lines.append(f"| {task} | {v.size} | {v.mean():.3f} | {q10:.3f} | {q50:.3f} | {q90:.3f} |")
+    for task, by_key in stats["rewards"].items():
+        q = by_key["relevance"]
+        lines.append(f"| {task} | {stats['counts'].get(f'{task}/train', 0)} | {q['mean']:.3f} | {q['q10']:.3f} | "
+                     f"{q['q50']:.3f} | {q['q90']:.3f} |")
     return lines
 
 

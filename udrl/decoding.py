@@ -146,8 +146,7 @@ class FastGPT2:
                 alive = torch.ones(live, dtype=torch.bool)
             logits = self.forward(token[:, None], next_pos, cache, P + step, key_mask)
             next_pos = next_pos + 1
-        rows = out.tolist()
-        return [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
+        return [row[: row.index(eos_id)] if eos_id in row else row for row in out.tolist()]
 
     def _select(self, cache: list[torch.Tensor], keep: torch.Tensor, filled: int) -> list[torch.Tensor]:
         """The cache rows in ``keep``, copying only the ``filled`` slots (the rest is written later)."""

@@ -30,7 +30,7 @@ def write_model_card(directory: str | Path) -> Path:
         "pipeline_tag: text-generation",
         "license: apache-2.0",
         "tags: [gpt2, distillation, upside-down-rl, prompt-generation]",
-        f"datasets: [{', '.join(['data/distill'] + (['data/augmented'] if cfg.get('augmented') else []))}]",
+        f"datasets: [{', '.join(p for p in (cfg.get('corpus', 'data/distill'), cfg.get('augmented')) if p)}]",
         "---",
         "",
         "# udrl-distill student",
