@@ -195,6 +195,29 @@ def test_init_from_pretrained_gpt2_keeps_its_tokenizer(tmp_path, tiny_corpus):
     assert student.generate(["lost cat"], "headline", n=1, seed=0)[0][0].command["task"] == "headline"
 
 
+def test_continuing_a_student_keeps_its_commands_and_records_its_stages(tmp_path, tiny_student):
+    from udrl.train import TrainConfig, train
+
+    shifted = tmp_path / "shifted"  # relevance halved: a fresh fit would move every bin edge
+    shifted.mkdir()
+    with (shifted / "part-00000.jsonl").open("w") as fh:
+        for r in make_records(seed=1):
+            r["rewards"]["relevance"] = round(r["rewards"]["relevance"] / 2, 4)
+            fh.write(json.dumps(r) + "\n")
+    assert CommandEncoding.fit(make_records(seed=1)).relevance_edges != CommandEncoding.fit(
+        [json.loads(line) for line in (shifted / "part-00000.jsonl").open()]).relevance_edges
+    out = tmp_path / "continued"
+    info = train(TrainConfig(corpus=str(shifted), out=str(out), state_dir=str(tmp_path / "state"),
+                             init=str(tiny_student), epochs=1, batch_size=16, lr=1e-3, progress=False))
+    assert CommandEncoding.load(out) == CommandEncoding.load(tiny_student)
+    assert info["architecture"] == {"n_layer": 2, "n_embd": 32, "n_head": 2,
+                                    "vocab_size": load_student(tiny_student).model.config.vocab_size}
+    earlier = json.loads((tiny_student / "training.json").read_text())
+    assert info["continued_from"]["history"] == earlier["history"]
+    card = (out / "README.md").read_text()
+    assert "continued from" in card and "2 layers, 32 wide" in card
+
+
 def test_resume_continues_from_saved_epoch(tmp_path, tiny_corpus):
     from udrl.train import TrainConfig, train
 

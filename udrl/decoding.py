@@ -9,7 +9,6 @@ equal ``GPT2LMHeadModel``'s (tests check this within 1e-4).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -162,36 +161,43 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
     The distribution is transformers' (``TopPLogitsWarper`` then softmax), but the draw is made among
     the few candidate tokens that hold the nucleus rather than over the whole vocabulary: drawing over
     4,096 tokens for every row was the largest cost of batched decoding. Rows whose nucleus reaches past
-    the candidates draw over the full vocabulary.
+    the candidates are sorted in full.
     """
     if temperature <= 0:
         return logits.argmax(-1)
     logits = logits / temperature
     if top_p >= 1.0:
         return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
-    order, probs, keep, wide = _nucleus_candidates(logits, top_p)
-    token = torch.empty(logits.shape[0], dtype=torch.long)
-    narrow = ~wide
-    if bool(narrow.any()):
-        pick = torch.multinomial(probs[narrow].masked_fill(~keep[narrow], 0.0), 1, generator=generator)
-        token[narrow] = order[narrow].gather(1, pick).squeeze(1)
+    order, _, cumulative, keep, wide = _nucleus_candidates(logits, top_p)
+    token = _draw(order, cumulative, keep, generator)
     if bool(wide.any()):
-        rows = logits[wide]
-        rows = rows.masked_fill(_top_p_removed_by_sort(rows, top_p), -math.inf)
-        token[wide] = torch.multinomial(rows.softmax(-1), 1, generator=generator).squeeze(1)
+        order, _, cumulative, keep, _ = _nucleus_candidates(logits[wide], top_p, logits.shape[-1])
+        token[wide] = _draw(order, cumulative, keep, generator)
     return token
+
+
+def _draw(order: torch.Tensor, cumulative: torch.Tensor, keep: torch.Tensor, generator) -> torch.Tensor:
+    """One draw per row from the kept prefix of a descending distribution (inverse CDF).
+
+    ``u`` is uniform below the kept mass, so the first position whose cumulative mass exceeds it is a
+    kept token, chosen with probability proportional to its own mass: the renormalised nucleus.
+    """
+    last = keep.sum(-1, keepdim=True) - 1  # the nucleus is a prefix of the ranking
+    u = torch.rand(last.shape, generator=generator) * cumulative.gather(1, last)
+    pick = torch.minimum(torch.searchsorted(cumulative, u, right=True), last)
+    return order.gather(1, pick).squeeze(1)
 
 
 NUCLEUS_CANDIDATES = 64
 
 
 def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES):
-    """The ``candidates`` most likely tokens of each row (ids, probabilities), which of them the nucleus
-    keeps, and the rows whose nucleus may reach past them (``wide``).
+    """The ``candidates`` most likely tokens of each row (ids, probabilities, cumulative probabilities),
+    which of them the nucleus keeps, and the rows whose nucleus may reach past them (``wide``).
 
     Same rule as transformers' ``TopPLogitsWarper``: a token is kept when the mass ranked above it is
     below ``top_p`` (the most likely token always). A full sort of the vocabulary at every step costs more
-    than the model here, and a trained model's nucleus almost always lies among its first few tokens.
+    than the model here, and a trained model's nucleus usually lies among its first few tokens.
     """
     k = min(candidates, logits.shape[-1])
     values, order = torch.topk(logits, k, dim=-1)
@@ -200,23 +206,16 @@ def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NU
     keep = (cumulative - probs) < top_p
     keep[:, 0] = True
     wide = cumulative[:, -1] <= top_p if k < logits.shape[-1] else torch.zeros(len(logits), dtype=torch.bool)
-    return order, probs, keep, wide
+    return order, probs, cumulative, keep, wide
 
 
 def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES) -> torch.Tensor:
     """Mask [B, V] of the tokens nucleus sampling drops (see :func:`_nucleus_candidates`)."""
-    order, _, keep, wide = _nucleus_candidates(logits, top_p, candidates)
+    order, _, _, keep, wide = _nucleus_candidates(logits, top_p, candidates)
     removed = torch.ones_like(logits, dtype=torch.bool).scatter_(1, order, ~keep)
     if bool(wide.any()):
-        removed[wide] = _top_p_removed_by_sort(logits[wide], top_p)
+        removed[wide] = top_p_removed(logits[wide], top_p, logits.shape[-1])
     return removed
-
-
-def _top_p_removed_by_sort(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    sorted_logits, order = torch.sort(logits, descending=False)
-    remove_sorted = sorted_logits.softmax(-1).cumsum(-1) <= (1 - top_p)
-    remove_sorted[..., -1:] = False
-    return remove_sorted.scatter(1, order, remove_sorted)
 
 
 class LlamaCppGPT2:

@@ -16,6 +16,26 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _stages(training: dict) -> list[dict]:
+    """The training runs that made the checkpoint, first to last (``continued_from`` links them)."""
+    stages = []
+    while training:
+        stages.insert(0, training)
+        training = training.get("continued_from") or {}
+    return stages
+
+
+def _stage_line(stage: dict, number: int | None) -> str:
+    cfg = stage.get("config", {})
+    swapped = stage.get("augmented_records", 0)
+    head = f"- stage {number}: " if number else "- "
+    return (head + f"{stage['train_records']} training records"
+            + (f" ({swapped} of them subject-swapped by `python -m udrl augment`)" if swapped else "")
+            + f", {stage['heldout_records']} held-out (test intents); AdamW, lr {cfg.get('lr')}, batch "
+            f"{cfg.get('batch_size')}, {cfg.get('epochs')} epochs, cosine schedule, seed {cfg.get('seed')}"
+            + (f", continued from `{cfg['init']}`" if cfg.get("init") else ""))
+
+
 def write_model_card(directory: str | Path) -> Path:
     """(Re)write ``README.md`` of a checkpoint from its JSON records."""
     d = Path(directory)
@@ -56,16 +76,18 @@ def write_model_card(directory: str | Path) -> Path:
                   f"- weights: {size_mb:.1f} MB (safetensors, fp32)"]
     lines += ["", "## Training", ""]
     if training:
-        swapped = training.get("augmented_records", 0)
-        lines += [f"- records: {training['train_records']} train"
-                  + (f" ({swapped} of them subject-swapped by `python -m udrl augment`)" if swapped else "")
-                  + f", {training['heldout_records']} held-out (test intents)",
-                  f"- architecture: {cfg.get('n_layer')} layers, {cfg.get('n_embd')} wide, "
-                  f"{cfg.get('n_head')} heads, vocabulary {cfg.get('vocab_size')} (byte-level BPE)",
-                  f"- optimiser: AdamW, lr {cfg.get('lr')}, batch {cfg.get('batch_size')}, "
-                  f"{cfg.get('epochs')} epochs, cosine schedule, seed {cfg.get('seed')}",
-                  "", "| epoch | train loss | held-out loss |", "|---|---|---|"]
-        lines += [f"| {h['epoch']} | {h['train_loss']} | {h['heldout_loss']} |" for h in training["history"]]
+        arch = training.get("architecture") or cfg
+        lines += [f"- architecture: {arch.get('n_layer')} layers, {arch.get('n_embd')} wide, "
+                  f"{arch.get('n_head')} heads, vocabulary {arch.get('vocab_size')} (byte-level BPE)"]
+        stages = _stages(training)
+        for number, stage in enumerate(stages, 1):
+            lines += [_stage_line(stage, number if len(stages) > 1 else None)]
+        if len(stages) > 1:
+            lines += ["- each later stage continued the one before (`train --init`) with its tokenizer and "
+                      "command encoding"]
+        lines += ["", "| stage | epoch | train loss | held-out loss |", "|---|---|---|---|"]
+        lines += [f"| {number} | {h['epoch']} | {h['train_loss']} | {h['heldout_loss']} |"
+                  for number, stage in enumerate(stages, 1) for h in stage["history"]]
     if encoding:
         lines += ["", "## Commands", "", "| task | relevance range | median length (words) |", "|---|---|---|"]
         lines += [f"| {t} | {r[0]} to {r[1]} | {encoding['length_median'][t]} |"

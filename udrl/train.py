@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from udrl.commands import EOS, PAD, CommandEncoding, training_text
+from udrl.commands import ENCODING_FILE, EOS, PAD, CommandEncoding, training_text
 from udrl.data import load_corpus
 
 
@@ -25,7 +25,7 @@ class TrainConfig:
     augmented: str | None = None  # subject-swapped training records (``python -m udrl augment``)
     out: str = "checkpoints/student"
     state_dir: str | None = None  # resumable training state; default runs/<out name>-state
-    init: str | None = None  # pretrained GPT-2 id or path; None builds a new small GPT-2
+    init: str | None = None  # pretrained GPT-2 id or path, or a student checkpoint to continue; None: new
     vocab_size: int = 4096
     n_layer: int = 4
     n_embd: int = 256
@@ -128,7 +128,11 @@ def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
         encoding = CommandEncoding.load(state / "assets")
         tokenizer = AutoTokenizer.from_pretrained(state / "assets")
     else:
-        encoding = CommandEncoding.fit(train_records, bins=cfg.relevance_bins)
+        if cfg.init and Path(cfg.init, ENCODING_FILE).is_file():
+            # continuing a student: its command tokens keep the meaning they were trained with
+            encoding = CommandEncoding.load(cfg.init)
+        else:
+            encoding = CommandEncoding.fit(train_records, bins=cfg.relevance_bins)
         if cfg.init:
             _, tokenizer = load_pretrained(cfg.init, encoding)
         else:
@@ -151,6 +155,8 @@ def train(cfg: TrainConfig) -> dict:
     accelerator = Accelerator()
     set_seed(cfg.seed)
     state = Path(cfg.state_dir or f"runs/{Path(cfg.out).name}-state")
+    # read before training: ``out`` may be the checkpoint being continued
+    earlier = _earlier_training(cfg.init)
     records = [r for r in load_corpus(cfg.corpus) if usable(r)]
     train_records = [r for r in records if r["split"] == "train"]
     # augmented records join the training split only: the held-out loss stays on the teacher's test samples
@@ -226,16 +232,26 @@ def train(cfg: TrainConfig) -> dict:
         from udrl.gguf_export import GGUF_NAME, export_gguf
 
         export_gguf(unwrapped, tokenizer, out / GGUF_NAME)  # for llama.cpp decoding
+        c = unwrapped.config
         info = {"config": asdict(cfg), "history": history, "train_records": len(train_records),
                 "augmented_records": len(augmented),
                 "heldout_records": len(heldout_records),
-                "parameters": sum(p.numel() for p in unwrapped.parameters())}
+                "parameters": sum(p.numel() for p in unwrapped.parameters()),
+                "architecture": {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
+                                 "vocab_size": c.vocab_size},
+                "continued_from": earlier}
         (out / "training.json").write_text(json.dumps(info, indent=2))
         from udrl.model_card import write_model_card
 
         write_model_card(out)
         return info
     return {}
+
+
+def _earlier_training(init: str | None) -> dict | None:
+    """The ``training.json`` of a student checkpoint being continued (its stages so far), if any."""
+    path = Path(init, "training.json") if init else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else None
 
 
 @torch.no_grad()
