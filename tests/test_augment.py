@@ -69,6 +69,10 @@ def test_augment_corpus_rescores_with_the_real_reward_model(tmp_path, tiny_corpu
     augment_corpus(tiny_corpus, again, copies=2, seed=3)
     assert [json.dumps(r, sort_keys=True) for r in load_corpus(again)] == \
         [json.dumps(r, sort_keys=True) for r in variants]
+    # fewer copies with the same seed are the first copies of a larger run
+    augment_corpus(tiny_corpus, tmp_path / "one", copies=1, seed=3)
+    fields = lambda r: (r["id"], r["intent"], r["output"])  # noqa: E731
+    assert [fields(r) for r in load_corpus(tmp_path / "one")] == [fields(r) for r in variants[: len(train)]]
     with pytest.raises(FileExistsError, match="already holds records"):
         augment_corpus(tiny_corpus, out)
 

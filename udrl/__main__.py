@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("augment", help="subject-swapped, re-scored copies of the training records")
     p.add_argument("--corpus", default="data/distill")
     p.add_argument("--out", default="data/augmented")
-    p.add_argument("--copies", type=int, default=4, help="variants per training record")
+    p.add_argument("--copies", type=int, default=8, help="variants per training record")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_augment)
 

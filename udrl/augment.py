@@ -86,7 +86,8 @@ def augment_corpus(corpus: str | Path, out_dir: str | Path, copies: int = 2, see
                    batch: int = 2048) -> dict:
     """Write ``copies`` subject-swapped, re-scored variants of every training record to ``out_dir``.
 
-    Deterministic for a seed; an existing ``out_dir`` with records is refused rather than mixed.
+    Deterministic for a seed, and the first ``k`` copies of a run are the records a run with ``copies=k``
+    writes; an existing ``out_dir`` with records is refused rather than mixed.
     """
     from udrl.rewards import score
 

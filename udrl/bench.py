@@ -1,7 +1,8 @@
 """Side-by-side speed: the student and the teacher on the same intents and task, each warmed up.
 
-Each model is measured in its own process, so its peak RSS is its own. Latency is end to end (tokenize,
-generate, decode) for one prompt at a time; batch throughput is the student's at batch 32.
+Each model runs in its own process, so its peak RSS is its own, and the models take turns over the
+prompts. Latency is end to end (tokenize, generate, decode) for one prompt at a time; batch throughput is
+the student's at batch 32.
 """
 
 from __future__ import annotations
@@ -26,102 +27,153 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _single_stream(generate_one, intents: list[str], warmup: int = 3) -> dict:
-    for intent in intents[:warmup]:
-        generate_one(intent)
-    latencies, tokens, words = [], 0, []
-    for intent in intents:
-        started = time.perf_counter()
-        n_tokens, text = generate_one(intent)
-        latencies.append((time.perf_counter() - started) * 1000)
-        tokens += n_tokens
-        words.append(len(text.split()))
-    total_s = sum(latencies) / 1000
-    return {"p50_ms": round(statistics.median(latencies), 2), "p95_ms": round(_percentile(latencies, 0.95), 2),
-            "tokens_per_s": round(tokens / total_s, 1), "mean_tokens": round(tokens / len(intents), 1),
-            "mean_words": round(statistics.mean(words), 1), "prompts": len(intents)}
+class _StudentRunner:
+    """The student in a worker process: one prompt at a time, or a batch."""
 
+    def __init__(self, checkpoint: str, task: str):
+        from udrl.student import load_student
 
-def _student_worker(checkpoint: str, intents: list[str], task: str, length: int | None, batch_size: int,
-                    queue) -> None:
-    from udrl.student import load_student
+        self.student, self.task, self.length = load_student(checkpoint), task, None
+        self.parameters = self.student.parameters
 
-    student = load_student(checkpoint)
-
-    def one(intent: str) -> tuple[int, str]:
-        out = student.generate([intent], task, length=length, n=1, seed=0)[0][0]
+    def one(self, intent: str) -> tuple[int, str]:
+        out = self.student.generate([intent], self.task, length=self.length, n=1, seed=0)[0][0]
         return out.tokens, out.text
 
-    result = _single_stream(one, intents)
-    batch = (intents * (batch_size // len(intents) + 1))[:batch_size]
-    student.generate(batch, task, length=length, seed=1)  # warm-up at this batch size
-    runs = []
-    for r in range(3):
-        started = time.perf_counter()
-        outs = student.generate(batch, task, length=length, seed=r)
-        elapsed = time.perf_counter() - started
-        runs.append((elapsed, sum(o[0].tokens for o in outs)))
-    elapsed = sum(e for e, _ in runs)
-    result.update({"batch_size": batch_size,
-                   "batch_prompts_per_s": round(batch_size * len(runs) / elapsed, 1),
-                   "batch_tokens_per_s": round(sum(t for _, t in runs) / elapsed, 1),
-                   "parameters": student.parameters, "peak_rss_mb": round(_peak_rss_mb(), 1),
-                   "threads": int(os.environ.get("UDRL_THREADS", 2))})
-    queue.put(result)
+    def batch(self, intents: list[str], seed: int) -> int:
+        return sum(o[0].tokens for o in self.student.generate(intents, self.task, length=self.length, seed=seed))
 
 
-def _teacher_worker(backend: str, intents: list[str], task: str, queue) -> None:
-    from udrl.teacher import load_teacher
+class _TeacherRunner:
+    def __init__(self, backend: str, task: str):
+        from udrl.teacher import load_teacher
 
-    teacher = load_teacher(backend)
+        self.teacher, self.task = load_teacher(backend), task
+        self.parameters = self.teacher.parameters
 
-    def one(intent: str) -> tuple[int, str]:
-        out = teacher.generate([intent], task, n=1, seed=0, temperature=0.7, top_p=0.95)[0][0]
+    def one(self, intent: str) -> tuple[int, str]:
+        out = self.teacher.generate([intent], self.task, n=1, seed=0, temperature=0.7, top_p=0.95)[0][0]
         return out.completion_tokens, out.text
 
-    result = _single_stream(one, intents)
-    result.update({"parameters": teacher.parameters, "peak_rss_mb": round(_peak_rss_mb(), 1),
-                   "model": teacher.model})
-    queue.put(result)
+
+def _serve(runner_class, args: tuple, inbox, outbox) -> None:
+    """Worker process: build the runner, then answer the parent's requests one at a time."""
+    runner = runner_class(*args)
+    outbox.put(("ready", None))
+    while True:
+        request, payload = inbox.get()
+        if request == "run":  # one prompt at a time: (latency ms, tokens, words) for each
+            results = []
+            for intent in payload:
+                started = time.perf_counter()
+                tokens, text = runner.one(intent)
+                results.append(((time.perf_counter() - started) * 1000, tokens, len(text.split())))
+            outbox.put(("ok", results))
+        elif request == "length":
+            runner.length = payload
+            outbox.put(("ok", None))
+        elif request == "batch":  # (seconds, tokens) per run
+            intents, runs = payload
+            runner.batch(intents, seed=99)  # warm-up at this batch size
+            timings = []
+            for r in range(runs):
+                started = time.perf_counter()
+                tokens = runner.batch(intents, seed=r)
+                timings.append((time.perf_counter() - started, tokens))
+            outbox.put(("ok", timings))
+        else:  # stop: what the model is and the most memory this process held
+            info = {"parameters": runner.parameters, "peak_rss_mb": round(_peak_rss_mb(), 1)}
+            if isinstance(runner, _TeacherRunner):
+                info["model"] = runner.teacher.model
+            outbox.put(("ok", info))
+            return
 
 
-def _in_process(target, *args) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    while True:  # a worker that dies (bad checkpoint, missing teacher) must not leave us waiting forever
-        try:
-            result = queue.get(timeout=1.0)
-            break
-        except Exception:  # queue.Empty
-            if not proc.is_alive():
-                raise RuntimeError(f"benchmark worker {target.__name__} exited with code {proc.exitcode}; "
-                                   "see the error above") from None
-    proc.join()
-    return result
+class _Worker:
+    """A model in its own process (so its peak RSS is its own), driven by requests."""
+
+    def __init__(self, runner_class, *args):
+        ctx = mp.get_context("spawn")
+        self.name = runner_class.__name__
+        self.inbox, self.outbox = ctx.Queue(), ctx.Queue()
+        self.proc = ctx.Process(target=_serve, args=(runner_class, args, self.inbox, self.outbox), daemon=True)
+        self.proc.start()
+        self._reply()
+
+    def _reply(self):
+        while True:  # a worker that dies (bad checkpoint, missing teacher) must not leave us waiting forever
+            try:
+                return self.outbox.get(timeout=1.0)[1]
+            except Exception:  # queue.Empty
+                if not self.proc.is_alive():
+                    raise RuntimeError(f"benchmark worker {self.name} exited with code {self.proc.exitcode}; "
+                                       "see the error above") from None
+
+    def call(self, request: str, payload=None):
+        self.inbox.put((request, payload))
+        return self._reply()
+
+    def close(self) -> dict:
+        info = self.call("stop")
+        self.proc.join()
+        return info
+
+
+def _summary(runs: list[tuple[float, int, int]]) -> dict:
+    latencies = [r[0] for r in runs]
+    tokens = sum(r[1] for r in runs)
+    return {"p50_ms": round(statistics.median(latencies), 2), "p95_ms": round(_percentile(latencies, 0.95), 2),
+            "tokens_per_s": round(tokens * 1000 / sum(latencies), 1), "mean_tokens": round(tokens / len(runs), 1),
+            "mean_words": round(statistics.mean(r[2] for r in runs), 1), "prompts": len(runs)}
 
 
 def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", prompts: int = 24,
               batch_size: int = 32, length: int | None = None, teachers: tuple[str, ...] = ("llama.cpp",
                                                                                             "transformers"),
-              show: bool = True) -> dict:
-    """Measure student and teachers; print a table and return the JSON-ready result."""
+              show: bool = True, round_size: int = 4, warmup: int = 3) -> dict:
+    """Measure student and teachers; print a table and return the JSON-ready result.
+
+    The models take turns, ``round_size`` prompts each, rather than one after the other: a long run
+    slows this machine down (a shared, throttled CPU), so whoever ran last would be measured slower.
+    """
     import sys
 
     from udrl.student import check_checkpoint
 
     check_checkpoint(checkpoint)  # fail here with a clear message before any worker starts
     intents = read_intents(intents_file)[:prompts]
-    result = {"task": task, "prompts": len(intents), "cpu_count": os.cpu_count(),
+    result = {"task": task, "prompts": len(intents), "cpu_count": os.cpu_count(), "interleaved": round_size,
               "command": "python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
               else "udrl.bench.run_bench"}
-    for backend in teachers:
-        result[f"teacher_{backend.replace('.', '')}"] = _in_process(_teacher_worker, backend, intents, task)
-    if length is None and "teacher_llamacpp" in result:
-        length = round(result["teacher_llamacpp"]["mean_words"])  # same output length as the teacher
-    result["student_length_command"] = length
-    result["student"] = _in_process(_student_worker, checkpoint, intents, task, length, batch_size)
+    workers = {"student": _Worker(_StudentRunner, checkpoint, task)}
+    try:
+        for backend in teachers:
+            workers[f"teacher_{backend.replace('.', '')}"] = _Worker(_TeacherRunner, backend, task)
+        if length is None and "teacher_llamacpp" in workers:
+            # the student is asked for the teacher's mean length (its full warm-up pass, not timed)
+            warm = workers["teacher_llamacpp"].call("run", intents)
+            length = round(statistics.mean(w[2] for w in warm))
+        workers["student"].call("length", length)
+        result["student_length_command"] = length
+        for worker in workers.values():
+            worker.call("run", intents[:warmup])
+        runs: dict[str, list] = {name: [] for name in workers}
+        for start in range(0, len(intents), round_size):
+            for name, worker in workers.items():
+                runs[name] += worker.call("run", intents[start : start + round_size])
+        batch = (intents * (batch_size // len(intents) + 1))[:batch_size]
+        timings = workers["student"].call("batch", (batch, 3))
+        for name, worker in workers.items():
+            result[name] = {**_summary(runs[name]), **worker.close()}
+    finally:
+        for worker in workers.values():
+            if worker.proc.is_alive():
+                worker.proc.kill()
+    elapsed = sum(t for t, _ in timings)
+    result["student"].update({"batch_size": batch_size,
+                              "batch_prompts_per_s": round(batch_size * len(timings) / elapsed, 1),
+                              "batch_tokens_per_s": round(sum(n for _, n in timings) / elapsed, 1),
+                              "threads": int(os.environ.get("UDRL_THREADS", 2))})
     s = result["student"]
     for backend in teachers:
         key = backend.replace(".", "")

@@ -70,6 +70,8 @@ def load_pretrained(init: str, encoding: CommandEncoding):
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
     tokenizer = AutoTokenizer.from_pretrained(init)
+    for how_it_was_loaded in ("is_local", "local_files_only"):  # not settings to save with the student
+        tokenizer.init_kwargs.pop(how_it_was_loaded, None)
     model = GPT2LMHeadModel.from_pretrained(init)
     tokenizer.add_special_tokens({"eos_token": tokenizer.eos_token or EOS, "pad_token": PAD})
     tokenizer.add_tokens(encoding.special_tokens(), special_tokens=True)
