@@ -3,6 +3,8 @@
 import json
 import shutil
 
+import pytest
+
 from udrl.evaluate import evaluate, summary_lines, write_report
 from udrl.model_card import write_model_card
 
@@ -42,3 +44,14 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     assert s["p50_ms"] > 0 and s["tokens_per_s"] > 0 and s["batch_tokens_per_s"] > 0 and s["peak_rss_mb"] > 0
     assert result["teacher_llamacpp"]["parameters"] > 100_000_000
     assert result["speedup_vs_llamacpp"] > 0
+    assert s["prompts"] == result["teacher_llamacpp"]["prompts"] == 4  # both ran every prompt, in turns
+
+
+def test_bench_reports_a_worker_that_cannot_start(tiny_student, tmp_path):
+    from udrl.bench import run_bench
+
+    intents = tmp_path / "intents.txt"
+    intents.write_text("lost cat\n")
+    with pytest.raises(RuntimeError, match="benchmark worker _TeacherRunner exited"):
+        run_bench(str(tiny_student), str(intents), task="headline", prompts=1, batch_size=2,
+                  teachers=("no-such-backend",), show=False)

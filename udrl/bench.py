@@ -45,6 +45,8 @@ class _StudentRunner:
 
 
 class _TeacherRunner:
+    """A teacher backend in a worker process, one prompt at a time."""
+
     def __init__(self, backend: str, task: str):
         from udrl.teacher import load_teacher
 
