@@ -222,26 +222,57 @@ class LlamaCppGPT2:
     """Single-stream decoding of the student's GGUF export (see ``udrl.gguf_export``) with llama.cpp.
 
     llama.cpp runs the forward pass; sampling uses the same torch sampler as :class:`FastGPT2`, so both
-    paths give the same tokens for the same seed whenever their logits agree (they match within ~1e-5).
+    paths give the same tokens for the same seed whenever their logits agree. ggml's kernels are not
+    PyTorch's: on the committed checkpoint the logits differ by up to about 3e-3 (of values up to ~12),
+    within 1e-4 on the small test model. Tokens go to ``llama_decode`` through one preallocated batch,
+    and flash attention is on: together about a quarter faster per token than ``Llama.eval``.
     """
 
     def __init__(self, gguf_path: str, n_ctx: int, n_threads: int):
+        import llama_cpp
         from llama_cpp import Llama
 
         self.n_ctx = n_ctx
         self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=n_threads,
-                         n_threads_batch=n_threads, verbose=False)
+                         n_threads_batch=n_threads, flash_attn=True, verbose=False)
         self.n_vocab = self.llm.n_vocab()
+        self._ctx = self.llm._ctx.ctx
+        self._batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
+
+    def _decode(self, tokens: list[int], start: int) -> None:
+        """Run ``tokens`` at positions ``start...``, keeping the logits of the last one."""
+        import llama_cpp
+
+        batch = self._batch
+        for i, token in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = i == len(tokens) - 1
+        batch.n_tokens = len(tokens)
+        if llama_cpp.llama_decode(self._ctx, batch) != 0:
+            raise RuntimeError(f"llama.cpp could not decode {len(tokens)} tokens at position {start}")
+
+    def prefill(self, prompt: list[int]) -> None:
+        """Forget the previous sequence and run ``prompt``; :meth:`last_logits` then predicts what follows."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        self._decode(prompt, 0)
 
     def last_logits(self) -> torch.Tensor:
         """A copy of the logits of the last evaluated token, shape [1, vocab]."""
         import llama_cpp
         import numpy as np
 
-        pointer = llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, -1)
         return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy())[None]
 
     def close(self) -> None:
+        import llama_cpp
+
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
         self.llm.close()
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
@@ -251,16 +282,14 @@ class LlamaCppGPT2:
         results = []
         for prompt in prompts:
             budget = max(0, min(max_new_tokens, self.n_ctx - len(prompt)))
-            self.llm.reset()
-            self.llm.eval(prompt)
+            self.prefill(prompt)
             out: list[int] = []
             for _ in range(budget):
-                logits = self.last_logits()
-                token = int(_sample(logits, temperature, top_p, generator))
+                token = int(_sample(self.last_logits(), temperature, top_p, generator))
                 if token == eos_id:
                     break
                 out.append(token)
                 if len(out) < budget:
-                    self.llm.eval([token])
+                    self._decode([token], len(prompt) + len(out) - 1)
             results.append(out)
         return results
