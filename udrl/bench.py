@@ -30,10 +30,10 @@ def _peak_rss_mb() -> float:
 class _StudentRunner:
     """The student in a worker process: one prompt at a time, or a batch."""
 
-    def __init__(self, checkpoint: str, task: str):
+    def __init__(self, checkpoint: str, task: str, length: int | None):
         from udrl.student import load_student
 
-        self.student, self.task, self.length = load_student(checkpoint), task, None
+        self.student, self.task, self.length = load_student(checkpoint), task, length
         self.parameters = self.student.parameters
 
     def one(self, intent: str) -> tuple[int, str]:
@@ -71,9 +71,6 @@ def _serve(runner_class, args: tuple, inbox, outbox) -> None:
                 tokens, text = runner.one(intent)
                 results.append(((time.perf_counter() - started) * 1000, tokens, len(text.split())))
             outbox.put(("ok", results))
-        elif request == "length":
-            runner.length = payload
-            outbox.put(("ok", None))
         elif request == "batch":  # (seconds, tokens) per run
             intents, runs = payload
             runner.batch(intents, seed=99)  # warm-up at this batch size
@@ -147,7 +144,7 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
     result = {"task": task, "prompts": len(intents), "cpu_count": os.cpu_count(), "interleaved": round_size,
               "command": "python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
               else "udrl.bench.run_bench"}
-    workers = {"student": _Worker(_StudentRunner, checkpoint, task)}
+    workers: dict[str, _Worker] = {}
     try:
         for backend in teachers:
             workers[f"teacher_{backend.replace('.', '')}"] = _Worker(_TeacherRunner, backend, task)
@@ -155,8 +152,8 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
             # the student is asked for the teacher's mean length (its full warm-up pass, not timed)
             warm = workers["teacher_llamacpp"].call("run", intents)
             length = round(statistics.mean(w[2] for w in warm))
-        workers["student"].call("length", length)
         result["student_length_command"] = length
+        workers = {"student": _Worker(_StudentRunner, checkpoint, task, length), **workers}
         for worker in workers.values():
             worker.call("run", intents[:warmup])
         runs: dict[str, list] = {name: [] for name in workers}

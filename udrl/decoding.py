@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -168,10 +169,10 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
     logits = logits / temperature
     if top_p >= 1.0:
         return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
-    order, _, cumulative, keep, wide = _nucleus_candidates(logits, top_p)
+    order, cumulative, keep, wide = _nucleus_candidates(logits, top_p)
     token = _draw(order, cumulative, keep, generator)
     if bool(wide.any()):
-        order, _, cumulative, keep, _ = _nucleus_candidates(logits[wide], top_p, logits.shape[-1])
+        order, cumulative, keep, _ = _nucleus_candidates(logits[wide], top_p, logits.shape[-1])
         token[wide] = _draw(order, cumulative, keep, generator)
     return token
 
@@ -192,8 +193,7 @@ NUCLEUS_CANDIDATES = 64
 
 
 def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES):
-    """The ``candidates`` most likely tokens of each row (ids, probabilities, cumulative probabilities),
-    which of them the nucleus keeps, and the rows whose nucleus may reach past them (``wide``).
+    """The ``candidates`` most likely tokens of each row (ids, cumulative probabilities), which of them the nucleus keeps, and the rows whose nucleus may reach past them (``wide``).
 
     Same rule as transformers' ``TopPLogitsWarper``: a token is kept when the mass ranked above it is
     below ``top_p`` (the most likely token always). A full sort of the vocabulary at every step costs more
@@ -206,12 +206,12 @@ def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NU
     keep = (cumulative - probs) < top_p
     keep[:, 0] = True
     wide = cumulative[:, -1] <= top_p if k < logits.shape[-1] else torch.zeros(len(logits), dtype=torch.bool)
-    return order, probs, cumulative, keep, wide
+    return order, cumulative, keep, wide
 
 
 def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES) -> torch.Tensor:
     """Mask [B, V] of the tokens nucleus sampling drops (see :func:`_nucleus_candidates`)."""
-    order, _, _, keep, wide = _nucleus_candidates(logits, top_p, candidates)
+    order, _, keep, wide = _nucleus_candidates(logits, top_p, candidates)
     removed = torch.ones_like(logits, dtype=torch.bool).scatter_(1, order, ~keep)
     if bool(wide.any()):
         removed[wide] = top_p_removed(logits[wide], top_p, logits.shape[-1])
@@ -232,6 +232,7 @@ class LlamaCppGPT2:
         import llama_cpp
         from llama_cpp import Llama
 
+        self._lib = llama_cpp  # bound once: ``_decode`` and ``last_logits`` run for every token
         self.n_ctx = n_ctx
         self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=n_threads,
                          n_threads_batch=n_threads, flash_attn=True, verbose=False)
@@ -241,37 +242,28 @@ class LlamaCppGPT2:
 
     def _decode(self, tokens: list[int], start: int) -> None:
         """Run ``tokens`` at positions ``start...``, keeping the logits of the last one."""
-        import llama_cpp
-
         batch = self._batch
         for i, token in enumerate(tokens):
             batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
             batch.seq_id[i][0] = 0
             batch.logits[i] = i == len(tokens) - 1
         batch.n_tokens = len(tokens)
-        if llama_cpp.llama_decode(self._ctx, batch) != 0:
+        if self._lib.llama_decode(self._ctx, batch) != 0:
             raise RuntimeError(f"llama.cpp could not decode {len(tokens)} tokens at position {start}")
 
     def prefill(self, prompt: list[int]) -> None:
         """Forget the previous sequence and run ``prompt``; :meth:`last_logits` then predicts what follows."""
-        import llama_cpp
-
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        self._lib.llama_memory_clear(self._lib.llama_get_memory(self._ctx), True)
         self._decode(prompt, 0)
 
     def last_logits(self) -> torch.Tensor:
         """A copy of the logits of the last evaluated token, shape [1, vocab]."""
-        import llama_cpp
-        import numpy as np
-
-        pointer = llama_cpp.llama_get_logits_ith(self._ctx, -1)
+        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
         return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy())[None]
 
     def close(self) -> None:
-        import llama_cpp
-
         if self._batch is not None:
-            llama_cpp.llama_batch_free(self._batch)
+            self._lib.llama_batch_free(self._batch)
             self._batch = None
         self.llm.close()
 
