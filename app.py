@@ -20,7 +20,9 @@ import numpy as np  # noqa: E402
 from udrl import rewards  # noqa: E402
 from udrl.annotations import VERDICTS, AnnotationError, RatingStore  # noqa: E402
 from udrl.data import read_intents  # noqa: E402
-from udrl.inputs import MAX_INTENT_CHARS, MAX_SAMPLES, InputError, clean_intent, parse_request  # noqa: E402
+from udrl.inputs import (  # noqa: E402
+    GUIDANCE_RANGE, MAX_INTENT_CHARS, MAX_SAMPLES, InputError, clean_intent, parse_request,
+)
 from udrl.plots import length_figure, relevance_figure  # noqa: E402
 from udrl.service import ModelUnavailable, Models  # noqa: E402
 from udrl.tasks import TASK_NAMES, TASKS  # noqa: E402
@@ -51,14 +53,14 @@ def _fail(err: Exception) -> gr.Error:
     return gr.Error(str(err), title="Cannot run this request")
 
 
-def _request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95):
+def _request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None):
     try:
         student = MODELS.student
         ranges = student.encoding.relevance_range
     except ModelUnavailable:
         ranges = None
     try:
-        return parse_request(intent, task, relevance, length, n, seed, temperature, top_p,
+        return parse_request(intent, task, relevance, length, n, seed, temperature, top_p, guidance,
                              tasks=list(TASK_NAMES), relevance_range=ranges)
     except InputError as err:
         raise _fail(err) from None
@@ -80,12 +82,13 @@ def run_student(req) -> tuple[list[list], dict]:
     with MODELS.student_lock:
         started = time.perf_counter()
         outs = student.generate([req.intent], req.task, relevance=req.relevance, length=req.length, n=req.n,
-                                temperature=req.temperature, top_p=req.top_p, seed=req.seed)[0]
+                                temperature=req.temperature, top_p=req.top_p, guidance_scale=req.guidance_scale,
+                                seed=req.seed)[0]
         elapsed = time.perf_counter() - started
     rows, mean = _scored_rows(req.intent, [o.text for o in outs])
     tokens = sum(o.tokens for o in outs)
     return rows, {**mean, "latency_ms": elapsed * 1000 / req.n, "tokens_per_s": tokens / elapsed,
-                  "command": outs[0].command}
+                  "command": outs[0].command, "sampling": outs[0].sampling}
 
 
 def run_teacher(req) -> tuple[list[list], dict]:
@@ -111,19 +114,19 @@ def _notes_md(req) -> str:
     return "".join(f"\n\nNote: {note}" for note in req.notes)
 
 
-def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95):
+def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None):
     """Student only, for the sliders: outputs and their rewards under the chosen command."""
-    req = _request(intent, task, relevance, length, n, seed, temperature, top_p)
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance)
     rows, m = run_student(req)
     cmd = m["command"]
-    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}, length {cmd['length']}"
-               + _notes_md(req))
+    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}, length {cmd['length']}, "
+               f"guidance {m['sampling']['guidance_scale']:g}" + _notes_md(req))
     return rows, summary
 
 
-def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95):
+def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None):
     """Teacher and student side by side on one intent, with rewards, latency and the speed-up."""
-    req = _request(intent, task, relevance, length, n, seed, temperature, top_p)
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance)
     s_rows, s = run_student(req)
     try:
         t_rows, t = run_teacher(req)
@@ -175,19 +178,23 @@ def sweep(intent, task, n, seed, progress=gr.Progress()):
             length_figure(len_sweep, teacher_stats, title="Achieved vs commanded length"), note + _notes_md(req))
 
 
-def relevance_slider(task):
-    """The relevance slider for a task: the range its checkpoint supports, set to the top."""
+def task_controls(task):
+    """The sliders for a task: the relevance range its checkpoint supports (set to the top), and the
+    checkpoint's sampling settings for it (temperature, top-p, guidance)."""
     try:
-        lo, hi = MODELS.student.encoding.relevance_range[task]
+        student = MODELS.student
+        lo, hi = student.encoding.relevance_range[task]
+        sampling = student.sampling_for(task)
     except (ModelUnavailable, KeyError):
-        return gr.Slider(minimum=0.0, maximum=1.0, value=0.7)
-    return gr.Slider(minimum=lo, maximum=hi, value=hi, step=0.005)
+        return gr.Slider(minimum=0.0, maximum=1.0, value=0.7), 0.7, 0.95, 1.0
+    return (gr.Slider(minimum=lo, maximum=hi, value=hi, step=0.005), sampling.temperature, sampling.top_p,
+            sampling.guidance_scale)
 
 
 def on_load(task):
-    """Page load: start the models, show their status and give the slider the checkpoint's range."""
+    """Page load: start the models, show their status and set the sliders from the checkpoint."""
     MODELS.start()
-    return (*status(), relevance_slider(task))
+    return (*status(), *task_controls(task))
 
 
 def status():
@@ -292,6 +299,10 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
                     top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.01, label="Top-p")
+                    guidance = gr.Slider(*GUIDANCE_RANGE, value=1.0, step=0.1, label="Command guidance (student)",
+                                         info="Scales the difference the relevance command makes (1 = none); "
+                                              "set to the checkpoint's tuned value for the task",
+                                         elem_id="guidance")
                     seed = gr.Number(value=0, precision=0, label="Seed")
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -345,10 +356,11 @@ def build_demo() -> gr.Blocks:
             csv_file = gr.File(label="ratings.csv")
 
         # events
-        inputs = [intent, task, relevance, length, n, seed, temperature, top_p]
-        demo.load(on_load, task, [status_md, timer, relevance], api_visibility="private")
+        inputs = [intent, task, relevance, length, n, seed, temperature, top_p, guidance]
+        controls = [relevance, temperature, top_p, guidance]
+        demo.load(on_load, task, [status_md, timer, *controls], api_visibility="private")
         timer.tick(status, outputs=[status_md, timer], api_visibility="private")
-        task.change(relevance_slider, task, relevance, api_visibility="private")
+        task.change(task_controls, task, controls, api_visibility="private")
         generate_btn.click(compare, inputs, [teacher_table, student_table, summary], api_name="compare")
         relevance.release(steer, inputs, [student_table, summary], api_name="steer")
         length.release(steer, inputs, [student_table, summary], api_visibility="private")

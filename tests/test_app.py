@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -38,7 +39,11 @@ def test_compare_shows_both_sides_with_rewards_and_speedup(app):
 
 def test_steer_runs_student_only_and_notes_clamps(app):
     rows, summary = app.steer("holiday sale", "image_prompt", 5.0, 25, 1, 0)
-    assert len(rows) == 1 and "relevance 5 is outside" in summary
+    assert len(rows) == 1 and "relevance 5 is outside" in summary and "guidance 1" in summary
+    rows, summary = app.steer("holiday sale", "image_prompt", 5.0, 25, 1, 0, 0.7, 0.95, 9)
+    assert "guidance 9 is outside 1..5; used 5" in summary and "guidance 5" in summary
+    with pytest.raises(gr.Error, match="guidance must be a finite number"):
+        app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.7, 0.95, float("inf"))
 
 
 def test_sweep_returns_two_figures(app):
@@ -47,10 +52,12 @@ def test_sweep_returns_two_figures(app):
     assert "Teacher band" in note
 
 
-def test_relevance_slider_range_comes_from_checkpoint(app):
-    slider = app.relevance_slider("headline")
+def test_task_controls_come_from_checkpoint(app):
+    slider, temperature, top_p, guidance = app.task_controls("headline")
     lo, hi = app.MODELS.student.encoding.relevance_range["headline"]
     assert (slider.minimum, slider.maximum, slider.value) == (lo, hi, hi)
+    sampling = app.MODELS.student.sampling_for("headline")
+    assert (temperature, top_p, guidance) == (sampling.temperature, sampling.top_p, sampling.guidance_scale)
 
 
 def test_annotation_round_trip(app):

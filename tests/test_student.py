@@ -127,7 +127,7 @@ def test_llama_cpp_path_matches_pytorch(tiny_student):
     student = load_student(tiny_student)
     assert student.single is not None, "the GGUF export should load in llama.cpp"
     ids = student.prompt_ids("lost cat", "image_prompt", 0.6, 12)
-    student.single.prefill(ids)
+    student.single.prefill([ids])
     with torch.no_grad():
         ref = student.model(torch.tensor([ids])).logits[:, -1]
     assert torch.allclose(student.single.last_logits(), ref, atol=1e-4)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m udrl intents|generate|score|datacard|augment|train|evaluate|bench``.
+"""Command line: ``python -m udrl intents|generate|score|datacard|augment|train|evaluate|tune|bench``.
 
 Each command is a thin wrapper over a library function. Bad input exits with code 2 and one line.
 """
@@ -123,6 +123,22 @@ def cmd_evaluate(args) -> None:
     _refresh_card(args.checkpoint, args.json)
 
 
+def cmd_tune(args) -> None:
+    from udrl.tune import tune
+
+    if args.limit < 1 or args.samples < 2:
+        raise CliError("--limit must be at least 1 and --samples at least 2 (diversity needs two samples)")
+    result = tune(str(_existing(args.checkpoint)), str(_existing(args.intents)), _tasks(args.tasks), skip=args.skip,
+                  limit=args.limit, samples=args.samples, seed=args.seed, teacher_backend=args.teacher)
+    for task, best in result["best"].items():
+        s, top, t = best["sampling"], best["top"], result["teacher"][task]
+        print(f"{task:<15} guidance {s['guidance_scale']:.1f} temperature {s['temperature']:.2f}: "
+              f"spearman {best['spearman']:.3f} pearson {best['pearson']:.3f} top relevance "
+              f"{top['relevance_mean']:.3f} (teacher {t['relevance_mean']:.3f}) diversity {top['diversity']:.3f} "
+              f"(teacher {t['diversity']:.3f})")
+    _refresh_card(args.checkpoint, str(Path(args.checkpoint) / "sampling.json"))
+
+
 def cmd_bench(args) -> None:
     from udrl.bench import run_bench
 
@@ -219,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("tune", help="choose each task's sampling settings (guidance, temperature)")
+    p.add_argument("--checkpoint", default="checkpoints/student")
+    p.add_argument("--intents", default="data/intents/test.txt")
+    p.add_argument("--tasks", default="image_prompt,search_queries,headline")
+    p.add_argument("--skip", type=int, default=60, help="intents to pass over (those `evaluate --limit` uses)")
+    p.add_argument("--limit", type=int, default=80, help="number of tuning intents after the skipped ones")
+    p.add_argument("--samples", type=int, default=2)
+    p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("bench", help="student vs teacher speed, side by side")
     p.add_argument("--checkpoint", default="checkpoints/student")

@@ -87,6 +87,11 @@ class CommandEncoding:
             return self.relevance_median[task]
         return min(max(float(value), lo), hi)
 
+    def reference_relevance(self, task: str, value: float) -> float:
+        """The opposite command that guidance contrasts ``value`` with: its mirror image in the range."""
+        lo, hi = self.relevance_range[task]
+        return lo + hi - self.clamp_relevance(task, value)
+
     def relevance_bin(self, task: str, value: float) -> int:
         """Bin index (0 = least relevant) of a relevance value for ``task``."""
         self.check_task(task)

@@ -102,12 +102,18 @@ class FastGPT2:
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-                 ) -> list[list[int]]:
+                 references: list[list[int]] | None = None, guidance_scale: float = 1.0) -> list[list[int]]:
         """Sample continuations of token-id prompts (left-padded into one batch); stop at ``eos_id``.
 
         Sampling draws from the same distribution as ``generate(do_sample=True)`` (logits / temperature,
         then top-p filtering; see :func:`_sample`); ``temperature=0`` is greedy and equals ``generate``.
+        With ``references`` (one per prompt, as long as it) and ``guidance_scale`` != 1, tokens are drawn
+        from :func:`guided_scores`, as ``generate(guidance_scale=, negative_prompt_ids=)`` does; the
+        reference rows run in the same batch and are fed the same tokens.
         """
+        guided = _check_guidance(prompts, references, guidance_scale)
+        if guided:
+            prompts = list(prompts) + list(references)
         B = len(prompts)
         P = max(len(p) for p in prompts)
         max_new_tokens = max(0, min(max_new_tokens, self.n_positions - P))
@@ -127,11 +133,13 @@ class FastGPT2:
         cache = self.new_cache(B, P + max_new_tokens)
         logits = self.forward(ids, positions, cache, 0, key_mask)
         next_pos = positions[:, -1:] + 1
-        out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long)
-        rows = torch.arange(B)  # batch row -> prompt index; finished rows are dropped from the batch
-        alive = torch.ones(B, dtype=torch.bool)
+        n_out = B // 2 if guided else B
+        out = torch.full((n_out, max_new_tokens), eos_id, dtype=torch.long)
+        rows = torch.arange(n_out)  # output row -> prompt index; finished rows are dropped from the batch
+        alive = torch.ones(n_out, dtype=torch.bool)
         for step in range(max_new_tokens):
-            token = _sample(logits, temperature, top_p, generator)
+            scores = guided_scores(logits, guidance_scale) if guided else logits
+            token = _sample(scores, temperature, top_p, generator)
             out[rows[alive], step] = token[alive]
             alive &= token != eos_id
             live = int(alive.sum())
@@ -140,11 +148,14 @@ class FastGPT2:
             if len(rows) - live >= max(1, len(rows) // 4):
                 # a finished row still costs a full forward: drop them once they are a quarter of the batch
                 filled = P + step
-                rows, token, next_pos = rows[alive], token[alive], next_pos[alive]
-                key_mask = key_mask[alive] if key_mask is not None else None
-                cache = self._select(cache, alive, filled)
+                both = alive.repeat(2) if guided else alive
+                rows, token = rows[alive], token[alive]
+                next_pos = next_pos[both]
+                key_mask = key_mask[both] if key_mask is not None else None
+                cache = self._select(cache, both, filled)
                 alive = torch.ones(live, dtype=torch.bool)
-            logits = self.forward(token[:, None], next_pos, cache, P + step, key_mask)
+            fed = token.repeat(2) if guided else token
+            logits = self.forward(fed[:, None], next_pos, cache, P + step, key_mask)
             next_pos = next_pos + 1
         return [row[: row.index(eos_id)] if eos_id in row else row for row in out.tolist()]
 
@@ -154,6 +165,27 @@ class FastGPT2:
         for new, old in zip(fresh, cache):
             new[:, :, :, :filled] = old[:, keep, :, :filled]
         return fresh
+
+
+def guided_scores(logits: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Command guidance: rows ``[:B]`` are conditioned on the command, rows ``[B:]`` on a reference.
+
+    ``log p(.|reference) + s * (log p(.|command) - log p(.|reference))``: classifier-free guidance
+    (Sanchez et al., 2023; transformers' ``UnbatchedClassifierFreeGuidanceLogitsProcessor``) with a
+    contrasting command in place of an empty prompt, so the difference the command makes is scaled by s.
+    """
+    half = logits.shape[0] // 2
+    logp = logits.log_softmax(-1)
+    return logp[half:] + guidance_scale * (logp[:half] - logp[half:])
+
+
+def _check_guidance(prompts: list[list[int]], references: list[list[int]] | None, guidance_scale: float) -> bool:
+    """Whether decoding is guided; references must pair up with the prompts."""
+    if references is None or guidance_scale == 1.0:
+        return False
+    if len(references) != len(prompts) or any(len(a) != len(b) for a, b in zip(prompts, references)):
+        raise ValueError("each reference prompt must be as long as its prompt")
+    return True
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
@@ -225,63 +257,80 @@ class LlamaCppGPT2:
     paths give the same tokens for the same seed whenever their logits agree. ggml's kernels are not
     PyTorch's: on the committed checkpoint the logits differ by up to about 3e-3 (of values up to ~12),
     within 1e-4 on the small test model. Tokens go to ``llama_decode`` through one preallocated batch,
-    and flash attention is on: together about a quarter faster per token than ``Llama.eval``.
+    and flash attention is on: together about a quarter faster per token than ``Llama.eval``. A guided
+    prompt and its reference are two sequences of the same context, decoded together.
     """
 
     def __init__(self, gguf_path: str, n_ctx: int, n_threads: int):
         import llama_cpp
         from llama_cpp import Llama
+        from llama_cpp._internals import LlamaContext
 
-        self._lib = llama_cpp  # bound once: ``_decode`` and ``last_logits`` run for every token
+        self._lib = llama_cpp  # bound once: ``_decode`` and ``_logits`` run for every token
         self.n_ctx = n_ctx
+        # Llama loads the weights quietly; decoding runs on a context of our own holding two sequences
+        # (llama-cpp-python's high-level API opens a single-sequence context only)
         self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=n_threads,
                          n_threads_batch=n_threads, flash_attn=True, verbose=False)
+        params = self.llm.context_params
+        params.n_ctx = params.n_batch = params.n_ubatch = 2 * n_ctx
+        params.n_seq_max, params.kv_unified = 2, True
+        self._context = LlamaContext(model=self.llm._model, params=params, verbose=False)
+        self._ctx = self._context.ctx
         self.n_vocab = self.llm.n_vocab()
-        self._ctx = self.llm._ctx.ctx
-        self._batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(2 * n_ctx, 0, 1)
 
-    def _decode(self, tokens: list[int], start: int) -> None:
-        """Run ``tokens`` at positions ``start...``, keeping the logits of the last one."""
-        batch = self._batch
-        for i, token in enumerate(tokens):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
-            batch.seq_id[i][0] = 0
-            batch.logits[i] = i == len(tokens) - 1
-        batch.n_tokens = len(tokens)
+    def _decode(self, sequences: list[list[int]], start: int) -> None:
+        """Run each sequence's ``tokens`` (sequence id = its index) at positions ``start...``, keeping
+        the logits of each sequence's last token."""
+        batch, n = self._batch, 0
+        for seq, tokens in enumerate(sequences):
+            for i, token in enumerate(tokens):
+                batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, start + i, 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = i == len(tokens) - 1
+                n += 1
+        batch.n_tokens = n
         if self._lib.llama_decode(self._ctx, batch) != 0:
-            raise RuntimeError(f"llama.cpp could not decode {len(tokens)} tokens at position {start}")
+            raise RuntimeError(f"llama.cpp could not decode {n} tokens at position {start}")
 
-    def prefill(self, prompt: list[int]) -> None:
-        """Forget the previous sequence and run ``prompt``; :meth:`last_logits` then predicts what follows."""
+    def prefill(self, prompts: list[list[int]]) -> None:
+        """Forget earlier sequences and run ``prompts`` (one or two); :meth:`last_logits` then predicts
+        what follows each."""
         self._lib.llama_memory_clear(self._lib.llama_get_memory(self._ctx), True)
-        self._decode(prompt, 0)
+        self._decode(prompts, 0)
 
-    def last_logits(self) -> torch.Tensor:
-        """A copy of the logits of the last evaluated token, shape [1, vocab]."""
-        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
-        return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).copy())[None]
+    def last_logits(self, sequences: int = 1) -> torch.Tensor:
+        """A copy of the logits after the last token of each sequence, shape [sequences, vocab]."""
+        pointer = self._lib.llama_get_logits(self._ctx)
+        return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(sequences, self.n_vocab)).copy())
 
     def close(self) -> None:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
-        self.llm.close()
+            self._context.close()
+            self.llm.close()
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-                 ) -> list[list[int]]:
+                 references: list[list[int]] | None = None, guidance_scale: float = 1.0) -> list[list[int]]:
         """Same contract as :meth:`FastGPT2.generate`; prompts are decoded one after the other."""
+        guided = _check_guidance(prompts, references, guidance_scale)
         results = []
-        for prompt in prompts:
+        for k, prompt in enumerate(prompts):
+            sequences = [prompt, references[k]] if guided else [prompt]
             budget = max(0, min(max_new_tokens, self.n_ctx - len(prompt)))
-            self.prefill(prompt)
+            self.prefill(sequences)
             out: list[int] = []
             for _ in range(budget):
-                token = int(_sample(self.last_logits(), temperature, top_p, generator))
+                logits = self.last_logits(len(sequences))
+                scores = guided_scores(logits, guidance_scale) if guided else logits
+                token = int(_sample(scores, temperature, top_p, generator))
                 if token == eos_id:
                     break
                 out.append(token)
                 if len(out) < budget:
-                    self._decode([token], len(prompt) + len(out) - 1)
+                    self._decode([[token]] * len(sequences), len(prompt) + len(out) - 1)
             results.append(out)
         return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +48,15 @@ def _stats(intents: list[str], groups: list[list[str]]) -> dict:
 
 def sweep_student(student, intents: list[str], task: str, commands: list[float], *, samples: int,
                   seed: int, length: int | None = None, kind: str = "relevance",
-                  relevance: float | None = None) -> list[tuple[float, dict]]:
-    """Student outputs scored for each command value (``kind`` = which command is swept)."""
+                  relevance: float | None = None, **sampling) -> list[tuple[float, dict]]:
+    """Student outputs scored for each command value (``kind`` = which command is swept); ``sampling``
+    overrides the checkpoint's sampling settings (temperature, top_p, guidance_scale)."""
     results = []
     for c in commands:
         if kind == "relevance":
-            outs = student.generate(intents, task, relevance=c, length=length, n=samples, seed=seed)
+            outs = student.generate(intents, task, relevance=c, length=length, n=samples, seed=seed, **sampling)
         else:
-            outs = student.generate(intents, task, relevance=relevance, length=c, n=samples, seed=seed)
+            outs = student.generate(intents, task, relevance=relevance, length=c, n=samples, seed=seed, **sampling)
         results.append((c, _stats(intents, [[o.text for o in g] for g in outs])))
     return results
 
@@ -64,13 +66,12 @@ def relevance_commands(student, task: str, steps: int = RELEVANCE_STEPS) -> list
     return [round(float(x), 4) for x in np.linspace(lo, hi, steps)]
 
 
-def evaluate_task(student, teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
-    """The metrics of one task (see the module docstring of ``python -m udrl evaluate``)."""
-    enc = student.encoding
-    median_length = enc.length_median[task]
+def relevance_control(student, intents: list[str], task: str, samples: int, seed: int, **sampling) -> dict:
+    """Sweep the relevance command at the task's median length: ``sweep``, ``spearman`` (commands vs
+    mean relevance), ``pearson`` (per sample) and ``top`` (the highest command)."""
     rel_commands = relevance_commands(student, task)
     rel_runs = sweep_student(student, intents, task, rel_commands, samples=samples, seed=seed,
-                             length=median_length)
+                             length=student.encoding.length_median[task], **sampling)
     sweep = [{"relevance_command": c, "relevance_mean": round(float(s["relevance"].mean()), 4),
               "relevance_std": round(float(s["relevance"].std()), 4),
               "length_mean": round(float(s["length"].mean()), 2),
@@ -80,7 +81,31 @@ def evaluate_task(student, teacher, intents: list[str], task: str, samples: int,
     per_sample_cmd = np.concatenate([np.full(s["n"], c) for c, s in rel_runs])
     per_sample_rel = np.concatenate([s["relevance"] for _, s in rel_runs])
     pearson = _finite(pearsonr(per_sample_cmd, per_sample_rel).statistic)
+    top_command, top = rel_runs[-1]
+    return {"sweep": sweep, "spearman": round(spearman, 4), "pearson": round(pearson, 4),
+            "top": {"relevance_command": top_command, "relevance_mean": round(float(top["relevance"].mean()), 4),
+                    "novelty_mean": round(float(top["novelty"].mean()), 4), "diversity": round(top["diversity"], 4),
+                    "length_mean": round(float(top["length"].mean()), 2)}}
 
+
+def teacher_stats(teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
+    """The teacher's mean rewards and diversity on the same intents (temperature 0.7, top-p 0.95)."""
+    groups = teacher.generate(intents, task, n=samples, seed=seed, temperature=0.7, top_p=0.95)
+    t = _stats(intents, [[o.text for o in g] for g in groups])
+    return {
+        "backend": teacher.backend, "model": teacher.model,
+        "relevance_mean": round(float(t["relevance"].mean()), 4),
+        "relevance_std": round(float(t["relevance"].std()), 4),
+        "length_mean": round(float(t["length"].mean()), 2), "length_std": round(float(t["length"].std()), 2),
+        "novelty_mean": round(float(t["novelty"].mean()), 4), "diversity": round(t["diversity"], 4),
+        "n": t["n"],
+    }
+
+
+def evaluate_task(student, teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
+    """The metrics of one task (see the module docstring of ``python -m udrl evaluate``)."""
+    enc = student.encoding
+    control = relevance_control(student, intents, task, samples, seed)
     len_runs = sweep_student(student, intents, task, length_commands(student, task), samples=samples, seed=seed,
                              kind="length", relevance=enc.relevance_range[task][1])
     length_sweep = [{"length_command": c, "length_mean": round(float(s["length"].mean()), 2),
@@ -95,28 +120,14 @@ def evaluate_task(student, teacher, intents: list[str], task: str, samples: int,
     if not in_range:
         in_range = [np.abs(s["length"] - c) for c, s in len_runs if c == min(LENGTH_GRID)]
     grid = [np.abs(s["length"] - c) for c, s in len_runs if c in LENGTH_GRID]
-    top_command, top = rel_runs[-1]
-    result = {
-        "sweep": sweep, "spearman": round(spearman, 4), "pearson": round(pearson, 4),
+    return {
+        "sampling": asdict(student.sampling_for(task)),
+        "sweep": control["sweep"], "spearman": control["spearman"], "pearson": control["pearson"],
         "length_sweep": length_sweep, "length_mae": round(float(np.concatenate(in_range).mean()), 3),
         "length_mae_grid": round(float(np.concatenate(grid).mean()), 3), "length_range": [lo, hi],
-        "top": {"relevance_command": top_command, "relevance_mean": round(float(top["relevance"].mean()), 4),
-                "novelty_mean": round(float(top["novelty"].mean()), 4), "diversity": round(top["diversity"], 4),
-                "length_mean": round(float(top["length"].mean()), 2)},
-        "teacher": None,
+        "top": control["top"],
+        "teacher": None if teacher is None else teacher_stats(teacher, intents, task, samples, seed),
     }
-    if teacher is not None:
-        groups = teacher.generate(intents, task, n=samples, seed=seed, temperature=0.7, top_p=0.95)
-        t = _stats(intents, [[o.text for o in g] for g in groups])
-        result["teacher"] = {
-            "backend": teacher.backend, "model": teacher.model,
-            "relevance_mean": round(float(t["relevance"].mean()), 4),
-            "relevance_std": round(float(t["relevance"].std()), 4),
-            "length_mean": round(float(t["length"].mean()), 2), "length_std": round(float(t["length"].std()), 2),
-            "novelty_mean": round(float(t["novelty"].mean()), 4), "diversity": round(t["diversity"], 4),
-            "n": t["n"],
-        }
-    return result
 
 
 def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int = 4, limit: int | None = 60,

@@ -29,6 +29,7 @@ class Request:
     temperature: float
     top_p: float
     notes: list[str] = field(default_factory=list)
+    guidance_scale: float | None = None  # None: the checkpoint's value for the task
 
 
 def clean_intent(intent) -> str:
@@ -65,7 +66,10 @@ def _clamped(value: float, lo: float, hi: float, name: str, notes: list[str]) ->
     return value
 
 
-def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, *,
+GUIDANCE_RANGE = (1.0, 5.0)
+
+
+def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, *,
                   tasks: list[str], relevance_range: dict[str, list[float]] | None = None) -> Request:
     """Validate one generation request; out-of-range numbers are clamped and the clamp is noted."""
     notes: list[str] = []
@@ -99,4 +103,10 @@ def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top
     temp = _clamped(temp if math.isfinite(temp) else 0.7, 0.0, 2.0, "temperature", notes)
     p = _number(top_p, "top-p")
     p = _clamped(p if math.isfinite(p) else 0.95, 0.05, 1.0, "top-p", notes)
-    return Request(text, task, rel, words, count, seed_int, temp, p, notes)
+    scale = None
+    if guidance is not None and guidance != "":
+        scale = _number(guidance, "guidance")
+        if not math.isfinite(scale):
+            raise InputError("guidance must be a finite number (1 = none)")
+        scale = _clamped(scale, *GUIDANCE_RANGE, "guidance", notes)
+    return Request(text, task, rel, words, count, seed_int, temp, p, notes, scale)

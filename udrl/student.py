@@ -11,12 +11,13 @@ import os
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from udrl.commands import EOS, PAD, CommandEncoding, prompt_text
+from udrl.sampling import Sampling, load_sampling
 
 MAX_INTENT_CHARS = 300  # the student saw intents of a few words; longer ones are cut
 
@@ -31,6 +32,7 @@ class StudentOutput:
     latency_ms: float
     tokens: int
     command: dict = field(default_factory=dict)
+    sampling: dict = field(default_factory=dict)
 
 
 def _threads() -> None:
@@ -47,12 +49,13 @@ class Student:
     """
 
     def __init__(self, model, tokenizer, encoding: CommandEncoding, path: str | Path | None = None,
-                 gguf_path: str | Path | None = None):
+                 gguf_path: str | Path | None = None, sampling: dict[str, Sampling] | None = None):
         from udrl.decoding import FastGPT2
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.encoding = encoding
+        self.sampling = sampling or {}
         self.path = str(path) if path else None
         self.fast = FastGPT2(model)
         self.single = None
@@ -78,28 +81,42 @@ class Student:
         # keep room for the answer inside the position table
         return ids[-(self.model.config.n_positions // 2):]
 
+    def sampling_for(self, task: str) -> Sampling:
+        """The task's sampling settings saved with the checkpoint (defaults when it has none)."""
+        return self.sampling.get(task, Sampling())
+
     def generate(self, intents: list[str], task: str, relevance: float | None = None,
-                 length: float | None = None, n: int = 1, temperature: float = 0.7, top_p: float = 0.95,
-                 seed: int = 0, max_new_tokens: int = 96) -> list[list[StudentOutput]]:
+                 length: float | None = None, n: int = 1, temperature: float | None = None,
+                 top_p: float | None = None, guidance_scale: float | None = None, seed: int = 0,
+                 max_new_tokens: int = 96) -> list[list[StudentOutput]]:
         """``n`` outputs per intent under one command, batched; the same seed gives the same outputs.
 
         ``relevance`` is in reward units (clamped to the checkpoint's range; default: the task's top),
-        ``length`` in words (clamped to 5..60; default: the teacher's median for the task).
+        ``length`` in words (clamped to 5..60; default: the teacher's median for the task). Sampling
+        settings left at ``None`` take the checkpoint's values for the task (:meth:`sampling_for`).
         """
         enc = self.encoding
         enc.check_task(task)
         rel = enc.relevance_range[task][1] if relevance is None else enc.clamp_relevance(task, relevance)
         words = enc.length_median[task] if length is None else enc.clamp_length_command(length)
+        sampling = self.sampling_for(task).replace(temperature, top_p, guidance_scale)
         prompts = [self.prompt_ids(intent, task, rel, words) for intent in intents for _ in range(n)]
+        reference = enc.reference_relevance(task, rel)
+        references = None
+        if sampling.guidance_scale != 1.0 and enc.relevance_bin(task, reference) != enc.relevance_bin(task, rel):
+            references = [self.prompt_ids(intent, task, reference, words) for intent in intents for _ in range(n)]
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(int(seed) % (2**63))
         decoder = self.single if self.single is not None and len(prompts) == 1 else self.fast
         token_lists = decoder.generate(prompts, max_new_tokens, self.eos_id, self.pad_id,
-                                         temperature=temperature, top_p=top_p, generator=generator)
+                                       temperature=sampling.temperature, top_p=sampling.top_p,
+                                       generator=generator, references=references,
+                                       guidance_scale=sampling.guidance_scale)
         texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
         elapsed_ms = (time.perf_counter() - started) * 1000
         command = {"task": task, "relevance": rel, "length": words}
-        outs = [StudentOutput(t.strip(), elapsed_ms / len(prompts), len(ids), command)
+        settings = asdict(sampling)
+        outs = [StudentOutput(t.strip(), elapsed_ms / len(prompts), len(ids), command, settings)
                 for t, ids in zip(texts, token_lists)]
         return [outs[i * n : (i + 1) * n] for i in range(len(intents))]
 
@@ -123,8 +140,9 @@ def load_student(path: str | Path = "checkpoints/student") -> Student:
         encoding = CommandEncoding.load(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = GPT2LMHeadModel.from_pretrained(path)
+        sampling = load_sampling(path)
         gguf = _gguf_for(path, model, tokenizer)
-        return Student(model, tokenizer, encoding, path, gguf)
+        return Student(model, tokenizer, encoding, path, gguf, sampling)
     except Exception as err:  # a torn download or a hand-edited file: say which and how to fix
         raise CheckpointError(f"student checkpoint at {path} is unreadable ({type(err).__name__}: "
                               f"{str(err)[:200]}); restore it with `git checkout -- {path}`") from None

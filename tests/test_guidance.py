@@ -1,0 +1,109 @@
+"""Command guidance and per-task sampling settings, on the tiny student."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from udrl.sampling import SAMPLING_FILE, Sampling, load_sampling, save_sampling
+from udrl.student import CheckpointError, load_student
+
+
+def _pair(student, task="image_prompt"):
+    enc = student.encoding
+    lo, hi = enc.relevance_range[task]
+    prompt = student.prompt_ids("lost cat poster", task, hi, 12)
+    reference = student.prompt_ids("lost cat poster", task, enc.reference_relevance(task, hi), 12)
+    assert reference != prompt and len(reference) == len(prompt) and enc.reference_relevance(task, hi) == pytest.approx(lo)
+    return prompt, reference
+
+
+def test_guided_greedy_equals_transformers_guidance(tiny_student):
+    """FastGPT2's guided scores are transformers' classifier-free guidance with the reference as negative prompt."""
+    student = load_student(tiny_student)
+    prompt, reference = _pair(student)
+    for scale in (1.5, 3.0):
+        with torch.no_grad():
+            out = student.model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                                         guidance_scale=scale, negative_prompt_ids=torch.tensor([reference]),
+                                         eos_token_id=student.eos_id, pad_token_id=student.pad_id)
+        expected = out[0, len(prompt):].tolist()
+        expected = expected[: expected.index(student.eos_id)] if student.eos_id in expected else expected
+        fast = student.fast.generate([prompt], 12, student.eos_id, student.pad_id, temperature=0,
+                                     references=[reference], guidance_scale=scale)[0]
+        assert fast == expected
+        single = student.single.generate([prompt], 12, student.eos_id, student.pad_id, temperature=0,
+                                          references=[reference], guidance_scale=scale)[0]
+        assert single == expected, "llama.cpp's two-sequence path should guide the same way"
+
+
+def test_guided_batch_rows_decode_as_alone(tiny_student):
+    """Guided rows of different lengths in one batch (padding, compaction) equal each row decoded alone."""
+    student = load_student(tiny_student)
+    pairs = [_pair(student, t) for t in ("image_prompt", "headline", "search_queries")]
+    prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
+    alone = [student.fast.generate([p], 20, student.eos_id, student.pad_id, temperature=0, references=[r],
+                                   guidance_scale=2.0)[0] for p, r in pairs]
+    assert student.fast.generate(prompts, 20, student.eos_id, student.pad_id, temperature=0,
+                                 references=references, guidance_scale=2.0) == alone
+    with pytest.raises(ValueError, match="as long as"):
+        student.fast.generate(prompts, 5, student.eos_id, student.pad_id, references=[r[1:] for r in references],
+                              guidance_scale=2.0)
+
+
+def test_student_guidance_changes_outputs_and_stays_seeded(tiny_student):
+    student = load_student(tiny_student)
+    hi = student.encoding.relevance_range["headline"][1]
+
+    def texts(**kw):
+        return [o.text for o in student.generate(["lost cat", "ski trip"], "headline", relevance=hi, length=8,
+                                                 n=2, seed=4, temperature=0, **kw)[0]]
+
+    assert texts(guidance_scale=3.0) == texts(guidance_scale=3.0)
+    assert texts(guidance_scale=1.0) == texts()  # the tiny checkpoint has no sampling.json: unguided
+    out = student.generate(["lost cat"], "headline", relevance=hi, guidance_scale=3.0)[0][0]
+    assert out.sampling == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 3.0}
+
+
+def test_sampling_settings_saved_with_the_checkpoint(tiny_student, tmp_path):
+    checkpoint = tmp_path / "student"
+    shutil.copytree(tiny_student, checkpoint)
+    settings = {"headline": Sampling(temperature=0.9, guidance_scale=2.0)}
+    save_sampling(checkpoint, settings, {"command": "test"})
+    assert load_sampling(checkpoint) == settings
+    student = load_student(checkpoint)
+    assert student.sampling_for("headline") == settings["headline"]
+    assert student.sampling_for("image_prompt") == Sampling()
+    assert student.generate(["lost cat"], "headline")[0][0].sampling["guidance_scale"] == 2.0
+    # a call's own values win over the saved ones
+    assert student.generate(["lost cat"], "headline", temperature=0.2)[0][0].sampling["temperature"] == 0.2
+    for bad in ({"temperature": -1}, {"top_p": 0}, {"guidance_scale": float("nan")}):
+        with pytest.raises(ValueError):
+            Sampling(**bad)
+    (checkpoint / SAMPLING_FILE).write_text(json.dumps({"tasks": {"headline": {"temperature": "hot"}}}))
+    with pytest.raises(CheckpointError, match="sampling.json|unreadable"):
+        load_student(checkpoint)
+
+
+def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path):
+    from udrl.tune import _rank, goal_margins, tune
+
+    teacher = {"relevance_mean": 0.5, "diversity": 0.9}
+    control = {"spearman": 1.0, "pearson": 0.7, "top": {"relevance_mean": 0.55, "diversity": 0.85, "novelty_mean": 0.8}}
+    margins = goal_margins("image_prompt", control, teacher)
+    assert all(m >= 0 for m in margins.values()) and set(margins) == {"spearman", "pearson", "relevance",
+                                                                       "diversity", "novelty"}
+    worse = goal_margins("image_prompt", {**control, "pearson": 0.5}, teacher)
+    assert worse["pearson"] < 0 and _rank({"margins": margins}) > _rank({"margins": worse})
+
+    checkpoint = tmp_path / "student"
+    shutil.copytree(tiny_student, checkpoint)
+    result = tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
+                  guidance_scales=(1.0, 2.0), temperatures=(0.7,))
+    saved = json.loads((checkpoint / SAMPLING_FILE).read_text())
+    trials = saved["trials"]["headline"]
+    assert [t["sampling"]["guidance_scale"] for t in trials] == [1.0, 2.0]
+    assert saved["tasks"]["headline"] == max(trials, key=_rank)["sampling"] == result["sampling"]["headline"]
+    assert saved["skip"] == 60 and saved["n_intents"] == 2 and saved["teacher"]["headline"]["n"] == 4
+    assert load_student(checkpoint).sampling_for("headline") == Sampling(**saved["tasks"]["headline"])
