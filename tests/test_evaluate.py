@@ -22,6 +22,7 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
         assert -1 <= m["spearman"] <= 1 and -1 <= m["pearson"] <= 1 and m["length_mae"] >= 0
         assert {"relevance_mean", "length_mean", "novelty_mean", "diversity"} <= set(m["teacher"])
         assert {"relevance_mean", "novelty_mean", "diversity"} <= set(m["top"])
+        assert m["sampling"] == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 1.0}  # no sampling.json
     json.dumps(result, allow_nan=False)  # strict JSON
     report = write_report(result, tmp_path / "report")
     assert (tmp_path / "report" / "headline_relevance.html").is_file() and "| relevance command" in report.read_text()
@@ -34,14 +35,21 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
 
 
 def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
-    from udrl.bench import run_bench
+    from udrl.bench import format_table, run_bench
+    from udrl.sampling import Sampling, save_sampling
 
+    checkpoint = tmp_path / "student"
+    shutil.copytree(tiny_student, checkpoint)
+    save_sampling(checkpoint, {"headline": Sampling(guidance_scale=2.0)}, {"command": "test"})
     intents = tmp_path / "intents.txt"
     intents.write_text("lost cat\nholiday sale\nski trip\nbook fair\n")
-    result = run_bench(str(tiny_student), str(intents), task="headline", prompts=4, batch_size=8,
+    result = run_bench(str(checkpoint), str(intents), task="headline", prompts=4, batch_size=8,
                        teachers=("llama.cpp",), show=False)
     s = result["student"]
     assert s["p50_ms"] > 0 and s["tokens_per_s"] > 0 and s["batch_tokens_per_s"] > 0 and s["peak_rss_mb"] > 0
+    # guided by its checkpoint's settings, so also measured without guidance
+    assert s["sampling"]["guidance_scale"] == 2.0 and s["batch_unguided_tokens_per_s"] > 0
+    assert "(unguided)" in format_table(result)
     assert result["teacher_llamacpp"]["parameters"] > 100_000_000
     assert result["speedup_vs_llamacpp"] > 0
     assert s["prompts"] == result["teacher_llamacpp"]["prompts"] == 4  # both ran every prompt, in turns

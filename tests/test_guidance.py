@@ -87,6 +87,7 @@ def test_sampling_settings_saved_with_the_checkpoint(tiny_student, tmp_path):
 
 
 def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path):
+    from udrl.model_card import write_model_card
     from udrl.tune import _rank, goal_margins, tune
 
     teacher = {"relevance_mean": 0.5, "diversity": 0.9}
@@ -107,3 +108,5 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path):
     assert saved["tasks"]["headline"] == max(trials, key=_rank)["sampling"] == result["sampling"]["headline"]
     assert saved["skip"] == 60 and saved["n_intents"] == 2 and saved["teacher"]["headline"]["n"] == 4
     assert load_student(checkpoint).sampling_for("headline") == Sampling(**saved["tasks"]["headline"])
+    card = write_model_card(checkpoint).read_text()
+    assert "## Sampling" in card and "| headline |" in card

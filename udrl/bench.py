@@ -2,7 +2,8 @@
 
 Each model runs in its own process, so its peak RSS is its own, and the models take turns over the
 prompts. Latency is end to end (tokenize, generate, decode) for one prompt at a time; batch throughput is
-the student's at batch 32.
+the student's at batch 32. The student samples with its checkpoint's settings for the task; when those
+include command guidance (two forward rows per output), batch throughput is also measured without it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import resource
 import statistics
 import time
+from dataclasses import asdict
 
 from udrl.data import read_intents
 
@@ -35,13 +37,15 @@ class _StudentRunner:
 
         self.student, self.task, self.length = load_student(checkpoint), task, length
         self.parameters = self.student.parameters
+        self.sampling = asdict(self.student.sampling_for(task))
 
     def one(self, intent: str) -> tuple[int, str]:
         out = self.student.generate([intent], self.task, length=self.length, n=1, seed=0)[0][0]
         return out.tokens, out.text
 
-    def batch(self, intents: list[str], seed: int) -> int:
-        return sum(o[0].tokens for o in self.student.generate(intents, self.task, length=self.length, seed=seed))
+    def batch(self, intents: list[str], seed: int, guidance_scale: float | None = None) -> int:
+        outs = self.student.generate(intents, self.task, length=self.length, seed=seed, guidance_scale=guidance_scale)
+        return sum(o[0].tokens for o in outs)
 
 
 class _TeacherRunner:
@@ -72,18 +76,22 @@ def _serve(runner_class, args: tuple, inbox, outbox) -> None:
                 results.append(((time.perf_counter() - started) * 1000, tokens, len(text.split())))
             outbox.put(("ok", results))
         elif request == "batch":  # (seconds, tokens) per run
-            intents, runs = payload
-            runner.batch(intents, seed=99)  # warm-up at this batch size
+            intents, runs, guidance_scale = payload
+            runner.batch(intents, seed=99, guidance_scale=guidance_scale)  # warm-up at this batch size
             timings = []
             for r in range(runs):
                 started = time.perf_counter()
-                tokens = runner.batch(intents, seed=r)
+                tokens = runner.batch(intents, seed=r, guidance_scale=guidance_scale)
                 timings.append((time.perf_counter() - started, tokens))
             outbox.put(("ok", timings))
+        elif request == "sampling":  # the student's sampling settings for the task
+            outbox.put(("ok", runner.sampling))
         else:  # stop: what the model is and the most memory this process held
             info = {"parameters": runner.parameters, "peak_rss_mb": round(_peak_rss_mb(), 1)}
             if isinstance(runner, _TeacherRunner):
                 info["model"] = runner.teacher.model
+            else:
+                info["sampling"] = runner.sampling
             outbox.put(("ok", info))
             return
 
@@ -161,18 +169,21 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
             for name, worker in workers.items():
                 runs[name] += worker.call("run", intents[start : start + round_size])
         batch = (intents * (batch_size // len(intents) + 1))[:batch_size]
-        timings = workers["student"].call("batch", (batch, 3))
+        student_sampling = workers["student"].call("sampling")
+        batches = {"batch": workers["student"].call("batch", (batch, 3, None))}
+        if student_sampling["guidance_scale"] != 1.0:
+            batches["batch_unguided"] = workers["student"].call("batch", (batch, 3, 1.0))
         for name, worker in workers.items():
             result[name] = {**_summary(runs[name]), **worker.close()}
     finally:
         for worker in workers.values():
             if worker.proc.is_alive():
                 worker.proc.kill()
-    elapsed = sum(t for t, _ in timings)
-    result["student"].update({"batch_size": batch_size,
-                              "batch_prompts_per_s": round(batch_size * len(timings) / elapsed, 1),
-                              "batch_tokens_per_s": round(sum(n for _, n in timings) / elapsed, 1),
-                              "threads": int(os.environ.get("UDRL_THREADS", 2))})
+    result["student"].update({"batch_size": batch_size, "threads": int(os.environ.get("UDRL_THREADS", 2))})
+    for prefix, timings in batches.items():
+        elapsed = sum(t for t, _ in timings)
+        result["student"].update({f"{prefix}_prompts_per_s": round(batch_size * len(timings) / elapsed, 1),
+                                  f"{prefix}_tokens_per_s": round(sum(n for _, n in timings) / elapsed, 1)})
     s = result["student"]
     for backend in teachers:
         key = backend.replace(".", "")
@@ -194,8 +205,12 @@ def format_table(result: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     s = result["student"]
-    lines.append(f"student batch {s['batch_size']}: {s['batch_prompts_per_s']:.0f} prompts/s, "
+    guidance = s.get("sampling", {}).get("guidance_scale", 1.0)
+    lines.append(f"student batch {s['batch_size']} (guidance {guidance:g}): {s['batch_prompts_per_s']:.0f} prompts/s, "
                  f"{s['batch_tokens_per_s']:.0f} tokens/s")
+    if "batch_unguided_tokens_per_s" in s:
+        lines.append(f"student batch {s['batch_size']} (unguided): {s['batch_unguided_prompts_per_s']:.0f} prompts/s, "
+                     f"{s['batch_unguided_tokens_per_s']:.0f} tokens/s")
     lines += [f"p50 speed-up vs {k[len('speedup_vs_'):]}: {v}x" for k, v in result.items()
               if k.startswith("speedup_vs_")]
     return "\n".join(lines)

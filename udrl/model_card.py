@@ -1,7 +1,7 @@
 """The student checkpoint's model card (README.md with YAML metadata), written from measured files only.
 
-``training.json`` (written by training), ``metrics.json`` (by ``evaluate``) and ``bench.json`` (by
-``bench``) sit beside the weights; the card quotes whichever exist.
+``training.json`` (written by training), ``sampling.json`` (by ``tune``), ``metrics.json`` (by ``evaluate``)
+and ``bench.json`` (by ``bench``) sit beside the weights; the card quotes whichever exist.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def write_model_card(directory: str | Path) -> Path:
     """(Re)write ``README.md`` of a checkpoint from its JSON records."""
     d = Path(directory)
     training, metrics, bench = _load(d / "training.json"), _load(d / "metrics.json"), _load(d / "bench.json")
-    encoding = _load(d / "udrl.json")
+    encoding, sampling = _load(d / "udrl.json"), _load(d / "sampling.json")
     cfg = training.get("config", {})
     params = training.get("parameters")
     size_mb = sum(f.stat().st_size for f in d.glob("*.safetensors")) / 1e6
@@ -92,6 +92,16 @@ def write_model_card(directory: str | Path) -> Path:
         lines += ["", "## Commands", "", "| task | relevance range | median length (words) |", "|---|---|---|"]
         lines += [f"| {t} | {r[0]} to {r[1]} | {encoding['length_median'][t]} |"
                   for t, r in encoding["relevance_range"].items()]
+    if sampling:
+        lines += ["", "## Sampling", "",
+                  "Each token is drawn from `log p(.|reference) + s * (log p(.|command) - log p(.|reference))`, "
+                  "the reference being the opposite relevance command (classifier-free guidance; s = 1 is plain "
+                  "sampling). Settings per task, chosen by measurement on "
+                  f"{sampling.get('n_intents', '?')} intents that the evaluation does not use:", "",
+                  f"Command: `{sampling.get('command', 'python -m udrl tune')}`", "",
+                  "| task | guidance scale | temperature | top-p |", "|---|---|---|---|"]
+        lines += [f"| {t} | {v['guidance_scale']:g} | {v['temperature']:g} | {v['top_p']:g} |"
+                  for t, v in sampling["tasks"].items()]
     if metrics:
         lines += ["", "## Evaluation (held-out test intents)", "",
                   f"Command: `{metrics.get('command', 'python -m udrl evaluate')}`", "",
@@ -110,7 +120,9 @@ def write_model_card(directory: str | Path) -> Path:
         lines += ["", "## Speed (2 CPU cores)", "", f"Command: `{bench.get('command', 'python -m udrl bench')}`",
                   "", f"- student p50 {bench['student']['p50_ms']:.1f} ms per prompt, "
                   f"{bench['student']['tokens_per_s']:.0f} tokens/s single-stream, "
-                  f"{bench['student']['batch_tokens_per_s']:.0f} tokens/s at batch 32",
+                  f"{bench['student']['batch_tokens_per_s']:.0f} tokens/s at batch 32"
+                  + (f" ({bench['student']['batch_unguided_tokens_per_s']:.0f} without guidance)"
+                     if "batch_unguided_tokens_per_s" in bench["student"] else ""),
                   f"- speed-up over the teacher: {bench['speedup_vs_llamacpp']:.1f}x (llama.cpp), "
                   f"{bench['speedup_vs_transformers']:.1f}x (transformers)"]
     path = d / "README.md"
