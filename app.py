@@ -53,14 +53,14 @@ def _fail(err: Exception) -> gr.Error:
     return gr.Error(str(err), title="Cannot run this request")
 
 
-def _request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None):
+def _request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, tuned=True):
     try:
         student = MODELS.student
         ranges = student.encoding.relevance_range
     except ModelUnavailable:
         ranges = None
     try:
-        return parse_request(intent, task, relevance, length, n, seed, temperature, top_p, guidance,
+        return parse_request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned,
                              tasks=list(TASK_NAMES), relevance_range=ranges)
     except InputError as err:
         raise _fail(err) from None
@@ -81,9 +81,10 @@ def run_student(req) -> tuple[list[list], dict]:
         raise _fail(err) from None
     with MODELS.student_lock:
         started = time.perf_counter()
+        sampling = {} if req.tuned_sampling else {"temperature": req.temperature, "top_p": req.top_p,
+                                                   "guidance_scale": req.guidance_scale}
         outs = student.generate([req.intent], req.task, relevance=req.relevance, length=req.length, n=req.n,
-                                temperature=req.temperature, top_p=req.top_p, guidance_scale=req.guidance_scale,
-                                seed=req.seed)[0]
+                                seed=req.seed, **sampling)[0]
         elapsed = time.perf_counter() - started
     rows, mean = _scored_rows(req.intent, [o.text for o in outs])
     tokens = sum(o.tokens for o in outs)
@@ -114,19 +115,26 @@ def _notes_md(req) -> str:
     return "".join(f"\n\nNote: {note}" for note in req.notes)
 
 
-def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None):
+def _sampling_md(req, m: dict) -> str:
+    s = m["sampling"]
+    source = "the checkpoint's for this task" if req.tuned_sampling else "set by hand"
+    return (f"student sampling ({source}): guidance {s['guidance_scale']:g}, temperature {s['temperature']:g}, "
+            f"top-p {s['top_p']:g}")
+
+
+def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=1.0, tuned=True):
     """Student only, for the sliders: outputs and their rewards under the chosen command."""
-    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance)
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned)
     rows, m = run_student(req)
     cmd = m["command"]
-    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}, length {cmd['length']}, "
-               f"guidance {m['sampling']['guidance_scale']:g}" + _notes_md(req))
+    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}, length {cmd['length']}; "
+               + _sampling_md(req, m) + _notes_md(req))
     return rows, summary
 
 
-def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None):
+def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=1.0, tuned=True):
     """Teacher and student side by side on one intent, with rewards, latency and the speed-up."""
-    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance)
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned)
     s_rows, s = run_student(req)
     try:
         t_rows, t = run_teacher(req)
@@ -137,6 +145,7 @@ def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.9
     if t is not None:
         lines.append(f"**Student speed-up**: {t['latency_ms'] / max(s['latency_ms'], 1e-6):.1f}x faster per "
                      f"sample · relevance {s['relevance'] - t['relevance']:+.3f} vs teacher")
+    lines.append(f"teacher sampling: temperature {req.temperature:g}, top-p {req.top_p:g}; " + _sampling_md(req, s))
     return t_rows, s_rows, "\n\n".join(lines) + _notes_md(req)
 
 
@@ -180,15 +189,14 @@ def sweep(intent, task, n, seed, progress=gr.Progress()):
 
 def task_controls(task):
     """The sliders for a task: the relevance range its checkpoint supports (set to the top), and the
-    checkpoint's sampling settings for it (temperature, top-p, guidance)."""
+    checkpoint's guidance for it (the starting point for setting it by hand)."""
     try:
         student = MODELS.student
         lo, hi = student.encoding.relevance_range[task]
-        sampling = student.sampling_for(task)
+        guidance = student.sampling_for(task).guidance_scale
     except (ModelUnavailable, KeyError):
-        return gr.Slider(minimum=0.0, maximum=1.0, value=0.7), 0.7, 0.95, 1.0
-    return (gr.Slider(minimum=lo, maximum=hi, value=hi, step=0.005), sampling.temperature, sampling.top_p,
-            sampling.guidance_scale)
+        return gr.Slider(minimum=0.0, maximum=1.0, value=0.7), 1.0
+    return gr.Slider(minimum=lo, maximum=hi, value=hi, step=0.005), guidance
 
 
 def on_load(task):
@@ -299,9 +307,11 @@ def build_demo() -> gr.Blocks:
                 with gr.Row():
                     temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
                     top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.01, label="Top-p")
+                    tuned = gr.Checkbox(value=True, label="Student: the checkpoint's sampling for the task",
+                                        info="Untick to sample the student with the values here too",
+                                        elem_id="tuned")
                     guidance = gr.Slider(*GUIDANCE_RANGE, value=1.0, step=0.1, label="Command guidance (student)",
-                                         info="Scales the difference the relevance command makes (1 = none); "
-                                              "set to the checkpoint's tuned value for the task",
+                                         info="Scales the difference the relevance command makes (1 = none)",
                                          elem_id="guidance")
                     seed = gr.Number(value=0, precision=0, label="Seed")
             with gr.Row():
@@ -356,8 +366,8 @@ def build_demo() -> gr.Blocks:
             csv_file = gr.File(label="ratings.csv")
 
         # events
-        inputs = [intent, task, relevance, length, n, seed, temperature, top_p, guidance]
-        controls = [relevance, temperature, top_p, guidance]
+        inputs = [intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned]
+        controls = [relevance, guidance]
         demo.load(on_load, task, [status_md, timer, *controls], api_visibility="private")
         timer.tick(status, outputs=[status_md, timer], api_visibility="private")
         task.change(task_controls, task, controls, api_visibility="private")

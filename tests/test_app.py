@@ -35,15 +35,18 @@ def test_compare_shows_both_sides_with_rewards_and_speedup(app):
     for row in teacher_rows + student_rows:
         assert isinstance(row[1], str) and -1 <= row[2] <= 1 and row[3] >= 0
     assert "Student speed-up" in summary and "tokens/s" in summary
+    assert "teacher sampling: temperature 0.7, top-p 0.95; student sampling (the checkpoint" in summary
 
 
 def test_steer_runs_student_only_and_notes_clamps(app):
     rows, summary = app.steer("holiday sale", "image_prompt", 5.0, 25, 1, 0)
-    assert len(rows) == 1 and "relevance 5 is outside" in summary and "guidance 1" in summary
-    rows, summary = app.steer("holiday sale", "image_prompt", 5.0, 25, 1, 0, 0.7, 0.95, 9)
-    assert "guidance 9 is outside 1..5; used 5" in summary and "guidance 5" in summary
+    assert len(rows) == 1 and "relevance 5 is outside" in summary
+    assert "the checkpoint's for this task): guidance 1, temperature 0.7" in summary  # tiny checkpoint: defaults
+    rows, summary = app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.3, 0.9, 9, False)
+    assert "guidance 9 is outside 1..5; used 5" in summary
+    assert "(set by hand): guidance 5, temperature 0.3, top-p 0.9" in summary
     with pytest.raises(gr.Error, match="guidance must be a finite number"):
-        app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.7, 0.95, float("inf"))
+        app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.7, 0.95, float("inf"), False)
 
 
 def test_sweep_returns_two_figures(app):
@@ -53,11 +56,10 @@ def test_sweep_returns_two_figures(app):
 
 
 def test_task_controls_come_from_checkpoint(app):
-    slider, temperature, top_p, guidance = app.task_controls("headline")
+    slider, guidance = app.task_controls("headline")
     lo, hi = app.MODELS.student.encoding.relevance_range["headline"]
     assert (slider.minimum, slider.maximum, slider.value) == (lo, hi, hi)
-    sampling = app.MODELS.student.sampling_for("headline")
-    assert (temperature, top_p, guidance) == (sampling.temperature, sampling.top_p, sampling.guidance_scale)
+    assert guidance == app.MODELS.student.sampling_for("headline").guidance_scale
 
 
 def test_annotation_round_trip(app):

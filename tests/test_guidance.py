@@ -110,3 +110,16 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path):
     assert load_student(checkpoint).sampling_for("headline") == Sampling(**saved["tasks"]["headline"])
     card = write_model_card(checkpoint).read_text()
     assert "## Sampling" in card and "| headline |" in card
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--guidance-scales", "9"], "must lie in 1..5"),
+    (["--temperatures", "0.7,hot"], "comma-separated numbers"),
+    (["--samples", "1"], "at least 2"),
+])
+def test_tune_cli_rejects_bad_grids_in_one_line(tiny_student, capsys, args, message):
+    from udrl.__main__ import main
+
+    assert main(["tune", "--checkpoint", str(tiny_student), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -123,13 +123,25 @@ def cmd_evaluate(args) -> None:
     _refresh_card(args.checkpoint, args.json)
 
 
+def _floats(value: str, flag: str, lo: float, hi: float) -> tuple[float, ...]:
+    try:
+        numbers = tuple(float(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise CliError(f"{flag} takes comma-separated numbers, got {value!r}") from None
+    if not numbers or not all(lo <= x <= hi for x in numbers):
+        raise CliError(f"{flag} values must lie in {lo:g}..{hi:g}, got {value!r}")
+    return numbers
+
+
 def cmd_tune(args) -> None:
     from udrl.tune import tune
 
     if args.limit < 1 or args.samples < 2:
         raise CliError("--limit must be at least 1 and --samples at least 2 (diversity needs two samples)")
+    grid = {"guidance_scales": _floats(args.guidance_scales, "--guidance-scales", 1.0, 5.0),
+            "temperatures": _floats(args.temperatures, "--temperatures", 0.0, 2.0)}
     result = tune(str(_existing(args.checkpoint)), str(_existing(args.intents)), _tasks(args.tasks), skip=args.skip,
-                  limit=args.limit, samples=args.samples, seed=args.seed, teacher_backend=args.teacher)
+                  limit=args.limit, samples=args.samples, seed=args.seed, teacher_backend=args.teacher, **grid)
     for task, best in result["best"].items():
         s, top, t = best["sampling"], best["top"], result["teacher"][task]
         print(f"{task:<15} guidance {s['guidance_scale']:.1f} temperature {s['temperature']:.2f}: "
@@ -158,6 +170,8 @@ def _refresh_card(checkpoint: str, written: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from udrl.sampling import GUIDANCE_SCALES, TEMPERATURES
+
     parser = _Parser(prog="python -m udrl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -244,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=80, help="number of tuning intents after the skipped ones")
     p.add_argument("--samples", type=int, default=2)
     p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers"])
+    p.add_argument("--guidance-scales", default=",".join(map(str, GUIDANCE_SCALES)), help="grid (1 = no guidance)")
+    p.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)), help="grid")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tune)
 

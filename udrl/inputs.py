@@ -30,6 +30,7 @@ class Request:
     top_p: float
     notes: list[str] = field(default_factory=list)
     guidance_scale: float | None = None  # None: the checkpoint's value for the task
+    tuned_sampling: bool = True  # the student samples with its checkpoint's settings, ignoring the three above
 
 
 def clean_intent(intent) -> str:
@@ -69,7 +70,7 @@ def _clamped(value: float, lo: float, hi: float, name: str, notes: list[str]) ->
 GUIDANCE_RANGE = (1.0, 5.0)
 
 
-def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, *,
+def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, tuned=True, *,
                   tasks: list[str], relevance_range: dict[str, list[float]] | None = None) -> Request:
     """Validate one generation request; out-of-range numbers are clamped and the clamp is noted."""
     notes: list[str] = []
@@ -109,4 +110,6 @@ def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top
         if not math.isfinite(scale):
             raise InputError("guidance must be a finite number (1 = none)")
         scale = _clamped(scale, *GUIDANCE_RANGE, "guidance", notes)
-    return Request(text, task, rel, words, count, seed_int, temp, p, notes, scale)
+    if tuned not in (True, False, None):
+        raise InputError(f"tuned sampling must be true or false, got {str(tuned)[:40]!r}")
+    return Request(text, task, rel, words, count, seed_int, temp, p, notes, scale, tuned is not False)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SAMPLING_FILE = "sampling.json"
+GUIDANCE_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)  # the grid `tune` measures
+TEMPERATURES = (0.7, 0.9, 1.1, 1.3)
 
 
 @dataclass(frozen=True)

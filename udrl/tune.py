@@ -17,11 +17,7 @@ from tqdm import tqdm
 
 from udrl.data import read_intents
 from udrl.evaluate import relevance_control, teacher_stats
-from udrl.sampling import Sampling, save_sampling
-
-GUIDANCE_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0)
-TEMPERATURES = (0.7, 0.9, 1.1)
-
+from udrl.sampling import GUIDANCE_SCALES, TEMPERATURES, Sampling, save_sampling
 
 def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
     """How far each evaluation goal is met (>= 0) or missed (< 0); see issue-level goals in the README."""
