@@ -86,7 +86,7 @@ def test_sampling_settings_saved_with_the_checkpoint(tiny_student, tmp_path):
         load_student(checkpoint)
 
 
-def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path):
+def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, monkeypatch):
     from udrl.model_card import write_model_card
     from udrl.tune import _rank, goal_margins, tune
 
@@ -108,8 +108,21 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path):
     assert saved["tasks"]["headline"] == max(trials, key=_rank)["sampling"] == result["sampling"]["headline"]
     assert saved["skip"] == 60 and saved["n_intents"] == 2 and saved["teacher"]["headline"]["n"] == 4
     assert load_student(checkpoint).sampling_for("headline") == Sampling(**saved["tasks"]["headline"])
+    chosen = max(trials, key=_rank)
+    assert "length_mae" in chosen and "length" in chosen["margins"]  # finalists are checked on length too
     card = write_model_card(checkpoint).read_text()
     assert "## Sampling" in card and "| headline |" in card
+
+    # a rerun on the same intents reuses the trials it finds; only new grid points are measured
+    import udrl.tune
+
+    measured = []
+    real = udrl.tune.relevance_control
+    monkeypatch.setattr(udrl.tune, "relevance_control", lambda *a, **kw: measured.append(kw) or real(*a, **kw))
+    tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
+         guidance_scales=(1.0, 2.0, 3.0), temperatures=(0.7,))
+    assert [kw["guidance_scale"] for kw in measured] == [3.0]
+    assert len(json.loads((checkpoint / SAMPLING_FILE).read_text())["trials"]["headline"]) == 3
 
 
 @pytest.mark.parametrize(("args", "message"), [

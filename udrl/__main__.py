@@ -147,7 +147,7 @@ def cmd_tune(args) -> None:
         print(f"{task:<15} guidance {s['guidance_scale']:.1f} temperature {s['temperature']:.2f}: "
               f"spearman {best['spearman']:.3f} pearson {best['pearson']:.3f} top relevance "
               f"{top['relevance_mean']:.3f} (teacher {t['relevance_mean']:.3f}) diversity {top['diversity']:.3f} "
-              f"(teacher {t['diversity']:.3f})")
+              f"(teacher {t['diversity']:.3f}) length MAE {best.get('length_mae', float('nan')):.2f}")
     _refresh_card(args.checkpoint, str(Path(args.checkpoint) / "sampling.json"))
 
 

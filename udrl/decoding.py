@@ -266,7 +266,7 @@ class LlamaCppGPT2:
         from llama_cpp import Llama
         from llama_cpp._internals import LlamaContext
 
-        self._lib = llama_cpp  # bound once: ``_decode`` and ``_logits`` run for every token
+        self._lib = llama_cpp  # bound once: ``_decode`` and ``last_logits`` run for every token
         self.n_ctx = n_ctx
         # Llama loads the weights quietly; decoding runs on a context of our own holding two sequences
         # (llama-cpp-python's high-level API opens a single-sequence context only)

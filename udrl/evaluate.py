@@ -102,29 +102,46 @@ def teacher_stats(teacher, intents: list[str], task: str, samples: int, seed: in
     }
 
 
-def evaluate_task(student, teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
-    """The metrics of one task (see the module docstring of ``python -m udrl evaluate``)."""
-    enc = student.encoding
-    control = relevance_control(student, intents, task, samples, seed)
-    len_runs = sweep_student(student, intents, task, length_commands(student, task), samples=samples, seed=seed,
-                             kind="length", relevance=enc.relevance_range[task][1])
+def _supported(student, task: str, command: int) -> bool:
+    """Whether a length command counts towards ``length_mae``: 8..40 and within the task's corpus 5 %..95 %."""
+    lo, hi = student.encoding.length_range[task]
+    return max(LENGTH_MAE_RANGE[0], lo) <= command <= min(LENGTH_MAE_RANGE[1], hi)
+
+
+def length_control(student, intents: list[str], task: str, samples: int, seed: int,
+                   commands: list[int] | None = None, **sampling) -> dict:
+    """Sweep the length command at the task's top relevance command: ``length_sweep``, ``length_mae``
+    (supported commands 8..40) and ``length_mae_grid`` (the fixed grid 8, 16, 24, 32, 40, any task)."""
+    commands = length_commands(student, task) if commands is None else commands
+    len_runs = sweep_student(student, intents, task, commands, samples=samples, seed=seed, kind="length",
+                             relevance=student.encoding.relevance_range[task][1], **sampling)
     length_sweep = [{"length_command": c, "length_mean": round(float(s["length"].mean()), 2),
                      "length_std": round(float(s["length"].std()), 2),
                      "length_mae": round(float(np.abs(s["length"] - c).mean()), 2),
                      "relevance_mean": round(float(s["relevance"].mean()), 4), "n": s["n"]} for c, s in len_runs]
-    lo, hi = enc.length_range[task]
-    # length_mae: commands 8..40 that the task supports (its corpus 5 %..95 % length range);
-    # length_mae_grid: the fixed grid 8, 16, 24, 32, 40 for every task, supported or not.
-    in_range = [np.abs(s["length"] - c) for c, s in len_runs
-                if max(LENGTH_MAE_RANGE[0], lo) <= c <= min(LENGTH_MAE_RANGE[1], hi)]
-    if not in_range:
+    in_range = [np.abs(s["length"] - c) for c, s in len_runs if _supported(student, task, c)]
+    if not in_range:  # a task whose outputs are all shorter than 8 words: its shortest grid command
         in_range = [np.abs(s["length"] - c) for c, s in len_runs if c == min(LENGTH_GRID)]
     grid = [np.abs(s["length"] - c) for c, s in len_runs if c in LENGTH_GRID]
+    return {"length_sweep": length_sweep,
+            "length_mae": round(float(np.concatenate(in_range).mean()), 3) if in_range else None,
+            "length_mae_grid": round(float(np.concatenate(grid).mean()), 3) if grid else None,
+            "length_range": student.encoding.length_range[task]}
+
+
+def supported_length_commands(student, task: str) -> list[int]:
+    """The commands of :func:`length_commands` that ``length_mae`` is measured on."""
+    commands = length_commands(student, task)
+    return [c for c in commands if _supported(student, task, c)] or [min(LENGTH_GRID)]
+
+
+def evaluate_task(student, teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
+    """The metrics of one task (see the module docstring of ``python -m udrl evaluate``)."""
+    control = relevance_control(student, intents, task, samples, seed)
     return {
         "sampling": asdict(student.sampling_for(task)),
         "sweep": control["sweep"], "spearman": control["spearman"], "pearson": control["pearson"],
-        "length_sweep": length_sweep, "length_mae": round(float(np.concatenate(in_range).mean()), 3),
-        "length_mae_grid": round(float(np.concatenate(grid).mean()), 3), "length_range": [lo, hi],
+        **length_control(student, intents, task, samples, seed),
         "top": control["top"],
         "teacher": None if teacher is None else teacher_stats(teacher, intents, task, samples, seed),
     }

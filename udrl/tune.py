@@ -2,25 +2,32 @@
 
 For every (guidance scale, temperature) of a grid, the relevance command is swept on tuning intents that
 the evaluation does not use (``skip`` passes over its intents), and the highest command is compared with
-the teacher on the same intents. Per task the setting that meets the most evaluation goals wins, then the
-one with the largest summed margin; it is saved as ``sampling.json`` beside the checkpoint, with every
-trial, so the choice can be checked.
+the teacher on the same intents. The settings that meet the most of those goals are the finalists; their
+length command is swept too (length MAE <= 3 words is a goal as well). The finalist meeting the most goals
+wins, then the one with the largest summed margin; it is saved as ``sampling.json`` beside the checkpoint
+with every trial, so the choice can be checked. A rerun on the same intents reuses the trials it finds
+there, so an interrupted or extended grid only measures what is new.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict
 from itertools import product
+from pathlib import Path
 
 from tqdm import tqdm
 
 from udrl.data import read_intents
-from udrl.evaluate import relevance_control, teacher_stats
-from udrl.sampling import GUIDANCE_SCALES, TEMPERATURES, Sampling, save_sampling
+from udrl.evaluate import length_control, relevance_control, supported_length_commands, teacher_stats
+from udrl.sampling import GUIDANCE_SCALES, SAMPLING_FILE, TEMPERATURES, Sampling, save_sampling
+
+LENGTH_MAE_GOAL = 3.0
+
 
 def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
-    """How far each evaluation goal is met (>= 0) or missed (< 0); see issue-level goals in the README."""
+    """How far each relevance-sweep goal is met (>= 0) or missed (< 0), as in the evaluation."""
     top = control["top"]
     diversity_ratio = top["diversity"] / max(teacher["diversity"], 1e-9)
     margins = {
@@ -39,6 +46,15 @@ def _rank(trial: dict) -> tuple[int, float]:
     return sum(m >= 0 for m in margins), sum(margins)
 
 
+def _cached(checkpoint: str, key: dict) -> dict:
+    """Trials and teacher figures of an earlier run on the same intents, samples and seed."""
+    path = Path(checkpoint, SAMPLING_FILE)
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    return earlier if all(earlier.get(k) == v for k, v in key.items()) else {}
+
+
 def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, limit: int = 80,
          samples: int = 2, seed: int = 0, teacher_backend: str = "llama.cpp",
          guidance_scales: tuple[float, ...] = GUIDANCE_SCALES,
@@ -51,25 +67,40 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
     if not intents:
         raise ValueError(f"no intents left in {intents_file} after skipping {skip}")
     student = load_student(checkpoint)
-    teacher = load_teacher(teacher_backend)
+    key = {"intents": intents_file, "skip": skip, "n_intents": len(intents), "samples": samples, "seed": seed}
+    cache = _cached(checkpoint, key)
+    teacher = None
     chosen, trials, teachers = {}, {}, {}
-    grid = list(product(guidance_scales, temperatures))
     for task in tasks:
-        teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
+        teachers[task] = cache.get("teacher", {}).get(task)
+        if teachers[task] is None:
+            teacher = teacher or load_teacher(teacher_backend)
+            teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
+        earlier = {tuple(t["sampling"].values()): t for t in cache.get("trials", {}).get(task, [])}
         trials[task] = []
-        for scale, temperature in tqdm(grid, desc=f"tune {task}"):
-            control = relevance_control(student, intents, task, samples, seed, temperature=temperature,
-                                        guidance_scale=scale)
+        for scale, temperature in tqdm(list(product(guidance_scales, temperatures)), desc=f"tune {task}"):
             setting = student.sampling_for(task).replace(temperature=temperature, guidance_scale=scale)
-            trials[task].append({"sampling": asdict(setting), "spearman": control["spearman"],
-                                 "pearson": control["pearson"], "top": control["top"],
-                                 "margins": goal_margins(task, control, teachers[task])})
-        best = max(trials[task], key=_rank)
-        chosen[task] = Sampling(**best["sampling"])
+            trial = earlier.get(tuple(asdict(setting).values()))
+            if trial is None:
+                control = relevance_control(student, intents, task, samples, seed, **asdict(setting))
+                trial = {"sampling": asdict(setting), "spearman": control["spearman"],
+                         "pearson": control["pearson"], "top": control["top"],
+                         "margins": goal_margins(task, control, teachers[task])}
+            trials[task].append(trial)
+        most = max(sum(m >= 0 for k, m in t["margins"].items() if k != "length") for t in trials[task])
+        finalists = [t for t in trials[task]
+                     if sum(m >= 0 for k, m in t["margins"].items() if k != "length") == most]
+        for trial in tqdm(finalists, desc=f"length {task}"):
+            if "length_mae" not in trial:
+                lengths = length_control(student, intents, task, samples, seed,
+                                         commands=supported_length_commands(student, task), **trial["sampling"])
+                trial["length_mae"] = lengths["length_mae"]
+                trial["margins"]["length"] = round((LENGTH_MAE_GOAL - lengths["length_mae"]) / LENGTH_MAE_GOAL, 4)
+        chosen[task] = Sampling(**max(finalists, key=_rank)["sampling"])
     command = ("python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["tune"] else "udrl.tune.tune")
-    provenance = {"command": command, "intents": intents_file, "skip": skip, "n_intents": len(intents),
-                  "samples": samples, "seed": seed, "teacher": teachers, "trials": trials}
+    provenance = {"command": command, **key, "teacher": {**cache.get("teacher", {}), **teachers},
+                  "trials": {**cache.get("trials", {}), **trials}}
     merged = {**student.sampling, **chosen}  # tasks not tuned this time keep their settings
     save_sampling(checkpoint, merged, provenance)
-    return {"sampling": {t: asdict(s) for t, s in chosen.items()},
-            "best": {t: max(trials[t], key=_rank) for t in tasks}, "teacher": teachers}
+    best = {t: next(x for x in trials[t] if x["sampling"] == asdict(chosen[t])) for t in tasks}
+    return {"sampling": {t: asdict(s) for t, s in chosen.items()}, "best": best, "teacher": teachers}
