@@ -48,8 +48,10 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     s = result["student"]
     assert s["p50_ms"] > 0 and s["tokens_per_s"] > 0 and s["batch_tokens_per_s"] > 0 and s["peak_rss_mb"] > 0
     # guided by its checkpoint's settings, so also measured without guidance
-    assert s["sampling"]["guidance_scale"] == 2.0 and s["batch_unguided_tokens_per_s"] > 0
-    assert "(unguided)" in format_table(result)
+    unguided = result["student_unguided"]
+    assert s["sampling"]["guidance_scale"] == 2.0 and unguided["sampling"]["guidance_scale"] == 1.0
+    assert unguided["prompts"] == 4 and unguided["tokens_per_s"] > 0 and unguided["batch_tokens_per_s"] > 0
+    assert "student, unguided (guidance 1) at batch 8" in format_table(result)
     assert result["teacher_llamacpp"]["parameters"] > 100_000_000
     assert result["speedup_vs_llamacpp"] > 0
     assert s["prompts"] == result["teacher_llamacpp"]["prompts"] == 4  # both ran every prompt, in turns

@@ -3,7 +3,8 @@
 Each model runs in its own process, so its peak RSS is its own, and the models take turns over the
 prompts. Latency is end to end (tokenize, generate, decode) for one prompt at a time; batch throughput is
 the student's at batch 32. The student samples with its checkpoint's settings for the task; when those
-include command guidance (two forward rows per output), batch throughput is also measured without it.
+include command guidance (two forward rows per output), it is measured a second time without guidance
+(``student_unguided``), taking turns with the others.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from dataclasses import asdict
 
 from udrl.data import read_intents
+from udrl.sampling import Sampling, load_sampling
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -32,19 +34,22 @@ def _peak_rss_mb() -> float:
 class _StudentRunner:
     """The student in a worker process: one prompt at a time, or a batch."""
 
-    def __init__(self, checkpoint: str, task: str, length: int | None):
+    def __init__(self, checkpoint: str, task: str, length: int | None, guidance_scale: float | None = None):
         from udrl.student import load_student
 
         self.student, self.task, self.length = load_student(checkpoint), task, length
         self.parameters = self.student.parameters
-        self.sampling = asdict(self.student.sampling_for(task))
+        self.guidance_scale = guidance_scale  # None: the checkpoint's setting
+        self.sampling = asdict(self.student.sampling_for(task).replace(guidance_scale=guidance_scale))
 
     def one(self, intent: str) -> tuple[int, str]:
-        out = self.student.generate([intent], self.task, length=self.length, n=1, seed=0)[0][0]
+        out = self.student.generate([intent], self.task, length=self.length, n=1, seed=0,
+                                    guidance_scale=self.guidance_scale)[0][0]
         return out.tokens, out.text
 
-    def batch(self, intents: list[str], seed: int, guidance_scale: float | None = None) -> int:
-        outs = self.student.generate(intents, self.task, length=self.length, seed=seed, guidance_scale=guidance_scale)
+    def batch(self, intents: list[str], seed: int) -> int:
+        outs = self.student.generate(intents, self.task, length=self.length, seed=seed,
+                                     guidance_scale=self.guidance_scale)
         return sum(o[0].tokens for o in outs)
 
 
@@ -76,16 +81,14 @@ def _serve(runner_class, args: tuple, inbox, outbox) -> None:
                 results.append(((time.perf_counter() - started) * 1000, tokens, len(text.split())))
             outbox.put(("ok", results))
         elif request == "batch":  # (seconds, tokens) per run
-            intents, runs, guidance_scale = payload
-            runner.batch(intents, seed=99, guidance_scale=guidance_scale)  # warm-up at this batch size
+            intents, runs = payload
+            runner.batch(intents, seed=99)  # warm-up at this batch size
             timings = []
             for r in range(runs):
                 started = time.perf_counter()
-                tokens = runner.batch(intents, seed=r, guidance_scale=guidance_scale)
+                tokens = runner.batch(intents, seed=r)
                 timings.append((time.perf_counter() - started, tokens))
             outbox.put(("ok", timings))
-        elif request == "sampling":  # the student's sampling settings for the task
-            outbox.put(("ok", runner.sampling))
         else:  # stop: what the model is and the most memory this process held
             info = {"parameters": runner.parameters, "peak_rss_mb": round(_peak_rss_mb(), 1)}
             if isinstance(runner, _TeacherRunner):
@@ -161,7 +164,10 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
             warm = workers["teacher_llamacpp"].call("run", intents)
             length = round(statistics.mean(w[2] for w in warm))
         result["student_length_command"] = length
-        workers = {"student": _Worker(_StudentRunner, checkpoint, task, length), **workers}
+        students = {"student": _Worker(_StudentRunner, checkpoint, task, length)}
+        if load_sampling(checkpoint).get(task, Sampling()).guidance_scale != 1.0:
+            students["student_unguided"] = _Worker(_StudentRunner, checkpoint, task, length, 1.0)
+        workers = {**students, **workers}
         for worker in workers.values():
             worker.call("run", intents[:warmup])
         runs: dict[str, list] = {name: [] for name in workers}
@@ -169,21 +175,18 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
             for name, worker in workers.items():
                 runs[name] += worker.call("run", intents[start : start + round_size])
         batch = (intents * (batch_size // len(intents) + 1))[:batch_size]
-        student_sampling = workers["student"].call("sampling")
-        batches = {"batch": workers["student"].call("batch", (batch, 3, None))}
-        if student_sampling["guidance_scale"] != 1.0:
-            batches["batch_unguided"] = workers["student"].call("batch", (batch, 3, 1.0))
+        batches = {name: workers[name].call("batch", (batch, 3)) for name in students}
         for name, worker in workers.items():
             result[name] = {**_summary(runs[name]), **worker.close()}
     finally:
         for worker in workers.values():
             if worker.proc.is_alive():
                 worker.proc.kill()
-    result["student"].update({"batch_size": batch_size, "threads": int(os.environ.get("UDRL_THREADS", 2))})
-    for prefix, timings in batches.items():
+    for name, timings in batches.items():
         elapsed = sum(t for t, _ in timings)
-        result["student"].update({f"{prefix}_prompts_per_s": round(batch_size * len(timings) / elapsed, 1),
-                                  f"{prefix}_tokens_per_s": round(sum(n for _, n in timings) / elapsed, 1)})
+        result[name].update({"batch_size": batch_size, "threads": int(os.environ.get("UDRL_THREADS", 2)),
+                             "batch_prompts_per_s": round(batch_size * len(timings) / elapsed, 1),
+                             "batch_tokens_per_s": round(sum(n for _, n in timings) / elapsed, 1)})
     s = result["student"]
     for backend in teachers:
         key = backend.replace(".", "")
@@ -195,7 +198,8 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
 
 def format_table(result: dict) -> str:
     rows = [("model", "params", "p50 ms", "p95 ms", "tokens/s", "words/out", "peak RSS MB")]
-    for key, label in (("student", "student"), ("teacher_llamacpp", "teacher llama.cpp"),
+    for key, label in (("student", "student"), ("student_unguided", "student, unguided"),
+                       ("teacher_llamacpp", "teacher llama.cpp"),
                        ("teacher_transformers", "teacher transformers")):
         if key in result:
             m = result[key]
@@ -204,13 +208,12 @@ def format_table(result: dict) -> str:
                          f"{m['mean_words']:.1f}", f"{m['peak_rss_mb']:.0f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    s = result["student"]
-    guidance = s.get("sampling", {}).get("guidance_scale", 1.0)
-    lines.append(f"student batch {s['batch_size']} (guidance {guidance:g}): {s['batch_prompts_per_s']:.0f} prompts/s, "
-                 f"{s['batch_tokens_per_s']:.0f} tokens/s")
-    if "batch_unguided_tokens_per_s" in s:
-        lines.append(f"student batch {s['batch_size']} (unguided): {s['batch_unguided_prompts_per_s']:.0f} prompts/s, "
-                     f"{s['batch_unguided_tokens_per_s']:.0f} tokens/s")
+    for key in ("student", "student_unguided"):
+        if key in result:
+            s = result[key]
+            lines.append(f"{key.replace('_', ', ')} (guidance {s['sampling']['guidance_scale']:g}) at batch "
+                         f"{s['batch_size']}: {s['batch_prompts_per_s']:.0f} prompts/s, {s['batch_tokens_per_s']:.0f} "
+                         "tokens/s")
     lines += [f"p50 speed-up vs {k[len('speedup_vs_'):]}: {v}x" for k, v in result.items()
               if k.startswith("speedup_vs_")]
     return "\n".join(lines)

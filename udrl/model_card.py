@@ -121,8 +121,10 @@ def write_model_card(directory: str | Path) -> Path:
                   "", f"- student p50 {bench['student']['p50_ms']:.1f} ms per prompt, "
                   f"{bench['student']['tokens_per_s']:.0f} tokens/s single-stream, "
                   f"{bench['student']['batch_tokens_per_s']:.0f} tokens/s at batch 32"
-                  + (f" ({bench['student']['batch_unguided_tokens_per_s']:.0f} without guidance)"
-                     if "batch_unguided_tokens_per_s" in bench["student"] else ""),
+                  + (f" (without guidance: p50 {bench['student_unguided']['p50_ms']:.1f} ms, "
+                     f"{bench['student_unguided']['tokens_per_s']:.0f} tokens/s single-stream, "
+                     f"{bench['student_unguided']['batch_tokens_per_s']:.0f} at batch 32)"
+                     if "student_unguided" in bench else ""),
                   f"- speed-up over the teacher: {bench['speedup_vs_llamacpp']:.1f}x (llama.cpp), "
                   f"{bench['speedup_vs_transformers']:.1f}x (transformers)"]
     path = d / "README.md"

@@ -46,8 +46,12 @@ def load_sampling(directory: str | Path) -> dict[str, Sampling]:
     path = Path(directory, SAMPLING_FILE)
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    return {task: Sampling(**values) for task, values in data["tasks"].items()}
+    try:
+        data = json.loads(path.read_text())
+        return {task: Sampling(**values) for task, values in data["tasks"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path} is unreadable ({type(err).__name__}: {err}); rerun `python -m udrl tune` "
+                         "or delete it to sample with the defaults") from None
 
 
 def save_sampling(directory: str | Path, settings: dict[str, Sampling], provenance: dict) -> Path:
