@@ -30,7 +30,7 @@ class Request:
     top_p: float
     notes: list[str] = field(default_factory=list)
     guidance_scale: float | None = None  # None: the checkpoint's value for the task
-    tuned_sampling: bool = True  # the student samples with its checkpoint's settings, ignoring the three above
+    tuned_sampling: bool = True  # the student uses its checkpoint's settings; temperature, top_p: the teacher's only
 
 
 def clean_intent(intent) -> str:
