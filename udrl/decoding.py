@@ -194,18 +194,23 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
     The distribution is transformers' (``TopPLogitsWarper`` then softmax), but the draw is made among
     the few candidate tokens that hold the nucleus rather than over the whole vocabulary: drawing over
     4,096 tokens for every row was the largest cost of batched decoding. Rows whose nucleus reaches past
-    the candidates are sorted in full.
+    the candidates draw again from more (``NUCLEUS_CANDIDATES``, then the whole vocabulary).
     """
     if temperature <= 0:
         return logits.argmax(-1)
     logits = logits / temperature
     if top_p >= 1.0:
         return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
-    order, cumulative, keep, wide = _nucleus_candidates(logits, top_p)
-    token = _draw(order, cumulative, keep, generator)
-    if bool(wide.any()):
-        order, cumulative, keep, _ = _nucleus_candidates(logits[wide], top_p, logits.shape[-1])
-        token[wide] = _draw(order, cumulative, keep, generator)
+    token, rows = None, None
+    for k in (*NUCLEUS_CANDIDATES, logits.shape[-1]):
+        order, cumulative, keep, wide = _nucleus_candidates(logits if rows is None else logits[rows], top_p, k)
+        drawn = _draw(order, cumulative, keep, generator)
+        if rows is None:
+            token, rows = drawn, wide.nonzero().squeeze(1)
+        else:
+            token[rows], rows = drawn, rows[wide]
+        if len(rows) == 0:
+            return token
     return token
 
 
@@ -221,10 +226,12 @@ def _draw(order: torch.Tensor, cumulative: torch.Tensor, keep: torch.Tensor, gen
     return order.gather(1, pick).squeeze(1)
 
 
-NUCLEUS_CANDIDATES = 64
+# candidates tried in turn: most rows' nucleus lies within 64 tokens; at high temperature many reach past
+# them, and 512 candidates cost far less than sorting the whole vocabulary (the last resort)
+NUCLEUS_CANDIDATES = (64, 512)
 
 
-def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES):
+def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES[0]):
     """The ``candidates`` most likely tokens of each row (ids, cumulative probabilities), which of them the nucleus keeps, and the rows whose nucleus may reach past them (``wide``).
 
     Same rule as transformers' ``TopPLogitsWarper``: a token is kept when the mass ranked above it is
@@ -241,7 +248,7 @@ def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NU
     return order, cumulative, keep, wide
 
 
-def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES) -> torch.Tensor:
+def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES[0]) -> torch.Tensor:
     """Mask [B, V] of the tokens nucleus sampling drops (see :func:`_nucleus_candidates`)."""
     order, _, keep, wide = _nucleus_candidates(logits, top_p, candidates)
     removed = torch.ones_like(logits, dtype=torch.bool).scatter_(1, order, ~keep)
