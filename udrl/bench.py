@@ -52,6 +52,9 @@ class _StudentRunner:
                                      guidance_scale=self.guidance_scale)
         return sum(o[0].tokens for o in outs)
 
+    def describe(self) -> dict:
+        return {"parameters": self.parameters, "sampling": self.sampling}
+
 
 class _TeacherRunner:
     """A teacher backend in a worker process, one prompt at a time."""
@@ -65,6 +68,9 @@ class _TeacherRunner:
     def one(self, intent: str) -> tuple[int, str]:
         out = self.teacher.generate([intent], self.task, n=1, seed=0, temperature=0.7, top_p=0.95)[0][0]
         return out.completion_tokens, out.text
+
+    def describe(self) -> dict:
+        return {"parameters": self.parameters, "model": self.teacher.model}
 
 
 def _serve(runner_class, args: tuple, inbox, outbox) -> None:
@@ -90,12 +96,7 @@ def _serve(runner_class, args: tuple, inbox, outbox) -> None:
                 timings.append((time.perf_counter() - started, tokens))
             outbox.put(("ok", timings))
         else:  # stop: what the model is and the most memory this process held
-            info = {"parameters": runner.parameters, "peak_rss_mb": round(_peak_rss_mb(), 1)}
-            if isinstance(runner, _TeacherRunner):
-                info["model"] = runner.teacher.model
-            else:
-                info["sampling"] = runner.sampling
-            outbox.put(("ok", info))
+            outbox.put(("ok", {**runner.describe(), "peak_rss_mb": round(_peak_rss_mb(), 1)}))
             return
 
 

@@ -270,21 +270,23 @@ class LlamaCppGPT2:
 
     def __init__(self, gguf_path: str, n_ctx: int, n_threads: int):
         import llama_cpp
-        from llama_cpp import Llama
-        from llama_cpp._internals import LlamaContext
+        from llama_cpp._internals import LlamaContext, LlamaModel
 
         self._lib = llama_cpp  # bound once: ``_decode`` and ``last_logits`` run for every token
         self.n_ctx = n_ctx
-        # Llama loads the weights quietly; decoding runs on a context of our own holding two sequences
-        # (llama-cpp-python's high-level API opens a single-sequence context only)
-        self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=n_threads,
-                         n_threads_batch=n_threads, flash_attn=True, verbose=False)
-        params = self.llm.context_params
+        # llama-cpp-python's ``Llama`` opens a single-sequence context only: the model and a context that
+        # holds a prompt and its guidance reference are opened here with its own (quiet) wrappers
+        llama_cpp.llama_backend_init()
+        self._model = LlamaModel(path_model=str(gguf_path), params=llama_cpp.llama_model_default_params(),
+                                 verbose=False)
+        params = llama_cpp.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = 2 * n_ctx
+        params.n_threads = params.n_threads_batch = n_threads
         params.n_seq_max, params.kv_unified = 2, True
-        self._context = LlamaContext(model=self.llm._model, params=params, verbose=False)
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        self._context = LlamaContext(model=self._model, params=params, verbose=False)
         self._ctx = self._context.ctx
-        self.n_vocab = self.llm.n_vocab()
+        self.n_vocab = self._model.n_vocab()
         self._batch = llama_cpp.llama_batch_init(2 * n_ctx, 0, 1)
 
     def _decode(self, sequences: list[list[int]], start: int) -> None:
@@ -316,8 +318,11 @@ class LlamaCppGPT2:
         if self._batch is not None:
             self._lib.llama_batch_free(self._batch)
             self._batch = None
-            self._context.close()
-            self.llm.close()
+            from llama_cpp._utils import suppress_stdout_stderr
+
+            with suppress_stdout_stderr(disable=False):  # ggml logs the freed buffers
+                self._context.close()
+                self._model.close()
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,

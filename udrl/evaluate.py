@@ -119,9 +119,8 @@ def length_control(student, intents: list[str], task: str, samples: int, seed: i
                      "length_std": round(float(s["length"].std()), 2),
                      "length_mae": round(float(np.abs(s["length"] - c).mean()), 2),
                      "relevance_mean": round(float(s["relevance"].mean()), 4), "n": s["n"]} for c, s in len_runs]
-    in_range = [np.abs(s["length"] - c) for c, s in len_runs if _supported(student, task, c)]
-    if not in_range:  # a task whose outputs are all shorter than 8 words: its shortest grid command
-        in_range = [np.abs(s["length"] - c) for c, s in len_runs if c == min(LENGTH_GRID)]
+    supported = set(supported_length_commands(student, task))
+    in_range = [np.abs(s["length"] - c) for c, s in len_runs if c in supported]
     grid = [np.abs(s["length"] - c) for c, s in len_runs if c in LENGTH_GRID]
     return {"length_sweep": length_sweep,
             "length_mae": round(float(np.concatenate(in_range).mean()), 3) if in_range else None,
@@ -130,7 +129,8 @@ def length_control(student, intents: list[str], task: str, samples: int, seed: i
 
 
 def supported_length_commands(student, task: str) -> list[int]:
-    """The commands of :func:`length_commands` that ``length_mae`` is measured on."""
+    """The commands of :func:`length_commands` that ``length_mae`` is measured on (for a task whose
+    outputs are all shorter than 8 words: its shortest grid command)."""
     commands = length_commands(student, task)
     return [c for c in commands if _supported(student, task, c)] or [min(LENGTH_GRID)]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,9 +37,8 @@ class Sampling:
     def replace(self, temperature: float | None = None, top_p: float | None = None,
                 guidance_scale: float | None = None) -> Sampling:
         """These settings with the given values (``None`` keeps a value)."""
-        return Sampling(self.temperature if temperature is None else float(temperature),
-                        self.top_p if top_p is None else float(top_p),
-                        self.guidance_scale if guidance_scale is None else float(guidance_scale))
+        given = {"temperature": temperature, "top_p": top_p, "guidance_scale": guidance_scale}
+        return dataclasses.replace(self, **{k: float(v) for k, v in given.items() if v is not None})
 
 
 def load_sampling(directory: str | Path) -> dict[str, Sampling]:

@@ -46,6 +46,10 @@ def _rank(trial: dict) -> tuple[int, float]:
     return sum(m >= 0 for m in margins), sum(margins)
 
 
+def _relevance_goals_met(trial: dict) -> int:
+    return sum(m >= 0 for goal, m in trial["margins"].items() if goal != "length")
+
+
 def _cached(checkpoint: str, key: dict) -> dict:
     """Trials and teacher figures of an earlier run on the same intents, samples and seed."""
     path = Path(checkpoint, SAMPLING_FILE)
@@ -70,37 +74,36 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
     key = {"intents": intents_file, "skip": skip, "n_intents": len(intents), "samples": samples, "seed": seed}
     cache = _cached(checkpoint, key)
     teacher = None
-    chosen, trials, teachers = {}, {}, {}
+    chosen, best, trials, teachers = {}, {}, {}, {}
     for task in tasks:
         teachers[task] = cache.get("teacher", {}).get(task)
         if teachers[task] is None:
             teacher = teacher or load_teacher(teacher_backend)
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
-        earlier = {tuple(t["sampling"].values()): t for t in cache.get("trials", {}).get(task, [])}
+        earlier = {Sampling(**t["sampling"]): t for t in cache.get("trials", {}).get(task, [])}
         trials[task] = []
         for scale, temperature in tqdm(list(product(guidance_scales, temperatures)), desc=f"tune {task}"):
             setting = student.sampling_for(task).replace(temperature=temperature, guidance_scale=scale)
-            trial = earlier.get(tuple(asdict(setting).values()))
+            trial = earlier.get(setting)
             if trial is None:
                 control = relevance_control(student, intents, task, samples, seed, **asdict(setting))
                 trial = {"sampling": asdict(setting), "spearman": control["spearman"],
                          "pearson": control["pearson"], "top": control["top"],
                          "margins": goal_margins(task, control, teachers[task])}
             trials[task].append(trial)
-        most = max(sum(m >= 0 for k, m in t["margins"].items() if k != "length") for t in trials[task])
-        finalists = [t for t in trials[task]
-                     if sum(m >= 0 for k, m in t["margins"].items() if k != "length") == most]
+        most = max(map(_relevance_goals_met, trials[task]))
+        finalists = [t for t in trials[task] if _relevance_goals_met(t) == most]
         for trial in tqdm(finalists, desc=f"length {task}"):
             if "length_mae" not in trial:
                 lengths = length_control(student, intents, task, samples, seed,
                                          commands=supported_length_commands(student, task), **trial["sampling"])
                 trial["length_mae"] = lengths["length_mae"]
                 trial["margins"]["length"] = round((LENGTH_MAE_GOAL - lengths["length_mae"]) / LENGTH_MAE_GOAL, 4)
-        chosen[task] = Sampling(**max(finalists, key=_rank)["sampling"])
+        best[task] = max(finalists, key=_rank)
+        chosen[task] = Sampling(**best[task]["sampling"])
     command = ("python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["tune"] else "udrl.tune.tune")
     provenance = {"command": command, **key, "teacher": {**cache.get("teacher", {}), **teachers},
                   "trials": {**cache.get("trials", {}), **trials}}
     merged = {**student.sampling, **chosen}  # tasks not tuned this time keep their settings
     save_sampling(checkpoint, merged, provenance)
-    best = {t: next(x for x in trials[t] if x["sampling"] == asdict(chosen[t])) for t in tasks}
     return {"sampling": {t: asdict(s) for t, s in chosen.items()}, "best": best, "teacher": teachers}
