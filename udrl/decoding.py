@@ -9,6 +9,7 @@ equal ``GPT2LMHeadModel``'s (tests check this within 1e-4).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -272,6 +273,12 @@ class LlamaCppGPT2:
         import llama_cpp
         from llama_cpp._internals import LlamaContext, LlamaModel
 
+        # llama.cpp's messages go through this logger; unset, it prints every loading detail, and its
+        # level map is one off ggml's (warnings arrive as errors). Failures surface as exceptions here.
+        log = logging.getLogger("llama-cpp-python")
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.CRITICAL)
+
         self._lib = llama_cpp  # bound once: ``_decode`` and ``last_logits`` run for every token
         self.n_ctx = n_ctx
         # llama-cpp-python's ``Llama`` opens a single-sequence context only: the model and a context that
@@ -282,7 +289,7 @@ class LlamaCppGPT2:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = 2 * n_ctx
         params.n_threads = params.n_threads_batch = n_threads
-        params.n_seq_max, params.kv_unified = 2, True
+        params.n_seq_max, params.kv_unified = 2, False  # a cache of n_ctx cells for each sequence
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         self._context = LlamaContext(model=self._model, params=params, verbose=False)
         self._ctx = self._context.ctx
