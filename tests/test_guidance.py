@@ -97,6 +97,9 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
                                                                        "diversity", "novelty"}
     worse = goal_margins("image_prompt", {**control, "pearson": 0.5}, teacher)
     assert worse["pearson"] < 0 and _rank({"margins": margins}) > _rank({"margins": worse})
+    # among settings meeting every goal, the one with the widest closest margin wins, not the largest sum
+    thin, even = {"margins": {"relevance": 0.5, "diversity": 0.01}}, {"margins": {"relevance": 0.1, "diversity": 0.05}}
+    assert max([thin, even], key=_rank) is even
 
     checkpoint = tmp_path / "student"
     shutil.copytree(tiny_student, checkpoint)

@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="checkpoints/student")
     p.add_argument("--intents", default="data/intents/test.txt")
     p.add_argument("--tasks", default="image_prompt,search_queries,headline")
-    p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--limit", type=int, default=60, help="number of intents")
+    p.add_argument("--samples", type=int, default=3, help="samples per intent and command")
+    p.add_argument("--limit", type=int, default=40, help="number of intents (the first ones of the file)")
     p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers", "none"])
     p.add_argument("--json", default="runs/eval.json")
     p.add_argument("--report", default=None)
@@ -256,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", default="image_prompt,search_queries,headline")
     p.add_argument("--skip", type=int, default=60, help="intents to pass over (those `evaluate --limit` uses)")
     p.add_argument("--limit", type=int, default=80, help="number of tuning intents after the skipped ones")
-    p.add_argument("--samples", type=int, default=2)
+    p.add_argument("--samples", type=int, default=3,
+                   help="samples per intent and command; diversity (distinct-2 within an intent's samples) "
+                        "falls as samples are added, so use as many as the evaluation does")
     p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers"])
     p.add_argument("--guidance-scales", default=",".join(map(str, GUIDANCE_SCALES)), help="grid (1 = no guidance)")
     p.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)), help="grid")

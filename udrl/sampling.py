@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SAMPLING_FILE = "sampling.json"
-GUIDANCE_SCALES = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)  # the grid `tune` measures
-TEMPERATURES = (0.7, 0.9, 1.1, 1.3)
+# the grid `tune` measures; plain sampling (scale 1) is left out: without guidance the per-sample pearson
+# of achieved vs commanded relevance stays below the 0.6 goal on every task (README, Results)
+GUIDANCE_SCALES = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+TEMPERATURES = (0.9, 1.1, 1.3, 1.5)
 
 
 @dataclass(frozen=True)

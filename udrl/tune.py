@@ -4,7 +4,7 @@ For every (guidance scale, temperature) of a grid, the relevance command is swep
 the evaluation does not use (``skip`` passes over its intents), and the highest command is compared with
 the teacher on the same intents. The settings that meet the most of those goals are the finalists; their
 length command is swept too (length MAE <= 3 words is a goal as well). The finalist meeting the most goals
-wins, then the one with the largest summed margin; it is saved as ``sampling.json`` beside the checkpoint
+wins, then the one whose smallest margin is largest; it is saved as ``sampling.json`` beside the checkpoint
 with every trial, so the choice can be checked. A rerun on the same intents reuses the trials it finds
 there, so an interrupted or extended grid only measures what is new.
 """
@@ -41,9 +41,11 @@ def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
     return {k: round(v, 4) for k, v in margins.items()}
 
 
-def _rank(trial: dict) -> tuple[int, float]:
-    margins = trial["margins"].values()
-    return sum(m >= 0 for m in margins), sum(margins)
+def _rank(trial: dict) -> tuple[int, float, float]:
+    """Goals met, then the smallest margin: the evaluation runs on other intents, so the setting whose
+    closest goal is farthest from its bound is the least likely to miss it there; then the summed margin."""
+    margins = list(trial["margins"].values())
+    return sum(m >= 0 for m in margins), min(margins), sum(margins)
 
 
 def _relevance_goals_met(trial: dict) -> int:
@@ -60,7 +62,7 @@ def _cached(checkpoint: str, key: dict) -> dict:
 
 
 def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, limit: int = 80,
-         samples: int = 2, seed: int = 0, teacher_backend: str = "llama.cpp",
+         samples: int = 3, seed: int = 0, teacher_backend: str = "llama.cpp",
          guidance_scales: tuple[float, ...] = GUIDANCE_SCALES,
          temperatures: tuple[float, ...] = TEMPERATURES) -> dict:
     """Measure the grid on intents ``skip .. skip+limit`` of the file and save the best setting per task."""
