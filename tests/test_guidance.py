@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -36,6 +37,25 @@ def test_guided_greedy_equals_transformers_guidance(tiny_student):
         single = student.single.generate([prompt], 12, student.eos_id, student.pad_id, temperature=0,
                                           references=[reference], guidance_scale=scale)[0]
         assert single == expected, "llama.cpp's two-sequence path should guide the same way"
+
+
+def test_guided_scores_give_transformers_guided_distribution():
+    """Same distribution and argmax as transformers' guidance processor (which works on log-probabilities)."""
+    from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
+
+    from udrl.decoding import guided_scores
+
+    logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(0)) * 4  # rows: command, reference
+
+    def reference_model(ids, **kwargs):  # what the processor would get from running the reference prompt
+        return SimpleNamespace(logits=logits[1:, None], get=lambda key, default=None: default)
+
+    for scale in (1.5, 3.0):
+        processor = UnbatchedClassifierFreeGuidanceLogitsProcessor(scale, reference_model)
+        expected = processor(torch.zeros(1, 1, dtype=torch.long), logits[:1])
+        ours = guided_scores(logits, scale)
+        torch.testing.assert_close(ours.softmax(-1), expected.softmax(-1))
+        assert ours.argmax() == expected.argmax()
 
 
 def test_guided_batch_rows_decode_as_alone(tiny_student):
