@@ -204,7 +204,6 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
     if top_p >= 1.0:
         return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
     token, rows = None, None
-    # a single row (one prompt on llama.cpp) starts wide: a call's overhead, not its size, is its cost there
     ladder = NUCLEUS_CANDIDATES if len(logits) > 1 else NUCLEUS_CANDIDATES[1:]
     for k in (*ladder, logits.shape[-1]):
         order, cumulative, keep, wide = _nucleus_candidates(logits if rows is None else logits[rows], top_p, k)

@@ -9,9 +9,9 @@ the checkpoint; without that file every task samples at temperature 0.7, top-p 0
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

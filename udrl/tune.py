@@ -20,10 +20,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from udrl.data import read_intents
-from udrl.evaluate import length_control, relevance_control, supported_length_commands, teacher_stats
+from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, PEARSON_GOAL, SPEARMAN_GOAL,
+                           length_control, relevance_control, supported_length_commands, teacher_stats)
 from udrl.sampling import GUIDANCE_SCALES, SAMPLING_FILE, TEMPERATURES, Sampling, save_sampling
-
-LENGTH_MAE_GOAL = 3.0
 
 
 def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
@@ -31,13 +30,13 @@ def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
     top = control["top"]
     diversity_ratio = top["diversity"] / max(teacher["diversity"], 1e-9)
     margins = {
-        "spearman": control["spearman"] - 0.95,
-        "pearson": control["pearson"] - 0.6,
+        "spearman": control["spearman"] - SPEARMAN_GOAL,
+        "pearson": control["pearson"] - PEARSON_GOAL,
         "relevance": (top["relevance_mean"] - teacher["relevance_mean"]) / max(teacher["relevance_mean"], 1e-9),
-        "diversity": min(diversity_ratio - 0.9, 1.1 - diversity_ratio),  # within 10 % of the teacher's
+        "diversity": DIVERSITY_TOLERANCE - abs(diversity_ratio - 1.0),
     }
-    if task == "image_prompt":  # no copying the intent back
-        margins["novelty"] = top["novelty_mean"] - 0.5
+    if task == "image_prompt":
+        margins["novelty"] = top["novelty_mean"] - NOVELTY_GOAL
     return {k: round(v, 4) for k, v in margins.items()}
 
 
