@@ -84,14 +84,16 @@ def test_fast_decoder_greedy_matches_transformers(tiny_student):
     assert student.fast.generate([ids], 12, student.eos_id, student.pad_id, temperature=0) == [expected]
 
 
+@pytest.mark.parametrize("rounds", [8, 0])
 @pytest.mark.parametrize("top_p", [0.5, 0.9, 1.0])
-def test_sampler_draws_from_the_transformers_distribution(top_p):
+def test_sampler_draws_from_the_transformers_distribution(top_p, rounds, monkeypatch):
     """Empirical token frequencies equal the softmax of transformers' temperature + top-p warped logits,
-    for rows whose nucleus lies among the candidates and for rows where it does not."""
+    drawing by rejection (rounds 8) and by the sorted fallback alone (rounds 0)."""
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-    from udrl.decoding import _sample
+    from udrl import decoding
 
+    monkeypatch.setattr(decoding, "REJECTION_ROUNDS", rounds)
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 300, generator=gen) * torch.tensor([[8.0], [3.0], [0.3]])  # sharp .. flat
     expected = TemperatureLogitsWarper(0.8)(None, logits.clone())
@@ -99,28 +101,29 @@ def test_sampler_draws_from_the_transformers_distribution(top_p):
         expected = TopPLogitsWarper(top_p)(None, expected)
     expected = expected.softmax(-1)
     draws = 20_000
-    tokens = _sample(logits.repeat(draws, 1), 0.8, top_p, torch.Generator().manual_seed(1)).view(draws, 3)
+    tokens = decoding._sample(logits.repeat(draws, 1), 0.8, top_p, torch.Generator().manual_seed(1)).view(draws, 3)
     for row in range(3):
         freq = torch.bincount(tokens[:, row], minlength=300).double() / draws
         assert (freq[expected[row] == 0] == 0).all(), "drew a token the nucleus drops"
         assert (freq - expected[row]).abs().max() < 0.02, (row, (freq - expected[row]).abs().max())
-    again = _sample(logits.repeat(draws, 1), 0.8, top_p, torch.Generator().manual_seed(1)).view(draws, 3)
+    again = decoding._sample(logits.repeat(draws, 1), 0.8, top_p, torch.Generator().manual_seed(1)).view(draws, 3)
     assert torch.equal(tokens, again)
 
 
 @pytest.mark.parametrize("sharpness", [0.5, 3.0, 12.0])
-def test_top_p_filter_equals_transformers_warper(sharpness):
-    """The top-k shortcut and its full-sort fallback drop exactly what transformers' warper drops."""
+def test_nucleus_rule_equals_transformers_warper(sharpness):
+    """A token is kept when the mass above it is below top_p: exactly what transformers' warper keeps."""
     from transformers.generation.logits_process import TopPLogitsWarper
 
-    from udrl.decoding import top_p_removed
+    from udrl.decoding import mass_above
 
     gen = torch.Generator().manual_seed(int(sharpness * 10))
-    logits = torch.randn(32, 4096, generator=gen) * sharpness
+    logits = torch.randn(4, 1024, generator=gen) * sharpness
+    every_token = torch.arange(1024).expand(4, -1)
+    above = mass_above(logits.softmax(-1), every_token)
     for top_p in (0.5, 0.9, 0.95):
-        expected = TopPLogitsWarper(top_p)(None, logits.clone()).isinf()
-        assert torch.equal(top_p_removed(logits, top_p), expected)
-        assert torch.equal(top_p_removed(logits, top_p, candidates=4096), expected)
+        expected = ~TopPLogitsWarper(top_p)(None, logits.clone()).isinf()
+        assert torch.equal(above < top_p, expected)
 
 
 def test_llama_cpp_path_matches_pytorch(tiny_student):

@@ -193,72 +193,55 @@ def _check_guidance(prompts: list[list[int]], references: list[list[int]] | None
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
     """One token per row: logits / temperature, nucleus (top-p) filtering, one draw; greedy at 0.
 
-    The distribution is transformers' (``TopPLogitsWarper`` then softmax), but the draw is made among
-    the few candidate tokens that hold the nucleus rather than over the whole vocabulary: drawing over
-    4,096 tokens for every row was the largest cost of batched decoding. Rows whose nucleus reaches past
-    the candidates draw again from more (``NUCLEUS_CANDIDATES``, then the whole vocabulary).
+    The distribution is transformers' (``TopPLogitsWarper`` then softmax), drawn without sorting the
+    vocabulary, which cost more than the model's forward pass at batch 32: each row draws from its full
+    softmax and keeps the token if the nucleus holds it (:func:`mass_above` < ``top_p``), else draws
+    again. A kept draw is a draw from the renormalised nucleus, and one draw in ``top_p`` or more is
+    kept; rows still drawing after ``REJECTION_ROUNDS`` (a tiny ``top_p`` over a flat distribution) sort.
     """
     if temperature <= 0:
         return logits.argmax(-1)
-    logits = logits / temperature
+    probs = (logits / temperature).softmax(-1)
+    token = _draw(probs, generator)
     if top_p >= 1.0:
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
-    token, rows = None, None
-    ladder = NUCLEUS_CANDIDATES if len(logits) > 1 else NUCLEUS_CANDIDATES[1:]
-    for k in (*ladder, logits.shape[-1]):
-        order, cumulative, keep, wide = _nucleus_candidates(logits if rows is None else logits[rows], top_p, k)
-        drawn = _draw(order, cumulative, keep, generator)
-        if rows is None:
-            token, rows = drawn, wide.nonzero().squeeze(1)
-        else:
-            token[rows], rows = drawn, rows[wide]
+        return token
+    rows = torch.arange(len(probs))
+    for _ in range(REJECTION_ROUNDS):
+        rejected = mass_above(probs[rows], token[rows, None]).squeeze(1) >= top_p
+        rows = rows[rejected]
         if len(rows) == 0:
             return token
+        token[rows] = _draw(probs[rows], generator)
+    token[rows] = _draw_sorted(probs[rows], top_p, generator)
     return token
 
 
-def _draw(order: torch.Tensor, cumulative: torch.Tensor, keep: torch.Tensor, generator) -> torch.Tensor:
-    """One draw per row from the kept prefix of a descending distribution (inverse CDF).
-
-    ``u`` is uniform below the kept mass, so the first position whose cumulative mass exceeds it is a
-    kept token, chosen with probability proportional to its own mass: the renormalised nucleus.
-    """
-    last = keep.sum(-1, keepdim=True) - 1  # the nucleus is a prefix of the ranking
-    u = torch.rand(last.shape, generator=generator) * cumulative.gather(1, last)
-    pick = torch.minimum(torch.searchsorted(cumulative, u, right=True), last)
-    return order.gather(1, pick).squeeze(1)
+REJECTION_ROUNDS = 8
 
 
-# candidates tried in turn: most rows' nucleus lies within 64 tokens; at high temperature many reach past
-# them, and 512 candidates cost far less than sorting the whole vocabulary (the last resort). A single row
-# starts at 512: with 40 % of guided steps past 64 at temperature 1.1, two passes cost more than one wide one
-NUCLEUS_CANDIDATES = (64, 512)
+def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """[B, K] probability mass of the tokens more likely than each of ``tokens`` [B, K]: the nucleus
+    (transformers' rule) keeps a token when this is below ``top_p``."""
+    p = probs.gather(1, tokens)
+    return torch.where(probs[:, None, :] > p[:, :, None], probs[:, None, :], 0.0).sum(-1)
 
 
-def _nucleus_candidates(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES[0]):
-    """The ``candidates`` most likely tokens of each row (ids, cumulative probabilities), which of them the nucleus keeps, and the rows whose nucleus may reach past them (``wide``).
-
-    Same rule as transformers' ``TopPLogitsWarper``: a token is kept when the mass ranked above it is
-    below ``top_p`` (the most likely token always). A full sort of the vocabulary at every step costs more
-    than the model here, and a trained model's nucleus usually lies among its first few tokens.
-    """
-    k = min(candidates, logits.shape[-1])
-    values, order = torch.topk(logits, k, dim=-1)
-    probs = (values - logits.logsumexp(-1, keepdim=True)).exp()
+def _draw(probs: torch.Tensor, generator) -> torch.Tensor:
+    """One token per row from ``probs`` (unnormalised is fine), by inverse CDF: the first token whose
+    cumulative mass exceeds ``u``, uniform below the total; if rounding puts ``u`` at the total, the
+    last token with any mass (never one of the zeros after it)."""
     cumulative = probs.cumsum(-1)
-    keep = (cumulative - probs) < top_p
-    keep[:, 0] = True
-    wide = cumulative[:, -1] <= top_p if k < logits.shape[-1] else torch.zeros(len(logits), dtype=torch.bool)
-    return order, cumulative, keep, wide
+    total = cumulative[:, -1:].contiguous()
+    u = torch.rand(total.shape, generator=generator) * total
+    pick = torch.searchsorted(cumulative, u, right=True)
+    return torch.minimum(pick, torch.searchsorted(cumulative, total)).squeeze(1)
 
 
-def top_p_removed(logits: torch.Tensor, top_p: float, candidates: int = NUCLEUS_CANDIDATES[0]) -> torch.Tensor:
-    """Mask [B, V] of the tokens nucleus sampling drops (see :func:`_nucleus_candidates`)."""
-    order, _, keep, wide = _nucleus_candidates(logits, top_p, candidates)
-    removed = torch.ones_like(logits, dtype=torch.bool).scatter_(1, order, ~keep)
-    if bool(wide.any()):
-        removed[wide] = top_p_removed(logits[wide], top_p, logits.shape[-1])
-    return removed
+def _draw_sorted(probs: torch.Tensor, top_p: float, generator) -> torch.Tensor:
+    """One token per row from the nucleus found by sorting (the most likely token is always kept)."""
+    ranked, order = probs.sort(-1, descending=True)
+    kept = torch.where(ranked.cumsum(-1) - ranked < top_p, ranked, 0.0)
+    return order.gather(1, _draw(kept, generator)[:, None]).squeeze(1)
 
 
 class LlamaCppGPT2:
