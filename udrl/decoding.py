@@ -205,14 +205,14 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
     token = _draw(probs, generator)
     if top_p >= 1.0:
         return token
-    rows = torch.arange(len(probs))
+    rows = (mass_above(probs, token[:, None]).squeeze(1) >= top_p).nonzero().squeeze(1)
     for _ in range(REJECTION_ROUNDS):
-        rejected = mass_above(probs[rows], token[rows, None]).squeeze(1) >= top_p
-        rows = rows[rejected]
         if len(rows) == 0:
             return token
         token[rows] = _draw(probs[rows], generator)
-    token[rows] = _draw_sorted(probs[rows], top_p, generator)
+        rows = rows[mass_above(probs[rows], token[rows, None]).squeeze(1) >= top_p]
+    if len(rows):
+        token[rows] = _draw_sorted(probs[rows], top_p, generator)
     return token
 
 
