@@ -20,6 +20,7 @@ SAMPLING_FILE = "sampling.json"
 # of achieved vs commanded relevance stays below the 0.6 goal on every task (README, Results)
 GUIDANCE_SCALES = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
 TEMPERATURES = (0.9, 1.1, 1.3, 1.5)
+TOP_PS = (0.95,)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Choose each task's sampling settings by measurement: ``python -m udrl tune``.
 
-For every (guidance scale, temperature) of a grid, the relevance command is swept on tuning intents that
+For every (guidance scale, temperature, top-p) of a grid, the relevance command is swept on tuning intents that
 the evaluation does not use (``skip`` passes over its intents), and the highest command is compared with
 the teacher on the same intents. The settings that meet the most of those goals are the finalists; their
 length command is swept too (length MAE <= 3 words is a goal as well). The finalist meeting the most goals
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from udrl.data import read_intents
 from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, PEARSON_GOAL, SPEARMAN_GOAL,
                            length_control, relevance_control, supported_length_commands, teacher_stats)
-from udrl.sampling import GUIDANCE_SCALES, SAMPLING_FILE, TEMPERATURES, Sampling, save_sampling
+from udrl.sampling import GUIDANCE_SCALES, SAMPLING_FILE, TEMPERATURES, TOP_PS, Sampling, save_sampling
 
 
 def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
@@ -63,7 +63,7 @@ def _cached(checkpoint: str, key: dict) -> dict:
 def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, limit: int = 80,
          samples: int = 3, seed: int = 0, teacher_backend: str = "llama.cpp",
          guidance_scales: tuple[float, ...] = GUIDANCE_SCALES,
-         temperatures: tuple[float, ...] = TEMPERATURES) -> dict:
+         temperatures: tuple[float, ...] = TEMPERATURES, top_ps: tuple[float, ...] = TOP_PS) -> dict:
     """Measure the grid on intents ``skip .. skip+limit`` of the file and save the best setting per task."""
     from udrl.student import load_student
     from udrl.teacher import load_teacher
@@ -83,8 +83,9 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
         earlier = {Sampling(**t["sampling"]): t for t in cache.get("trials", {}).get(task, [])}
         trials[task] = []
-        for scale, temperature in tqdm(list(product(guidance_scales, temperatures)), desc=f"tune {task}"):
-            setting = student.sampling_for(task).replace(temperature=temperature, guidance_scale=scale)
+        grid = list(product(guidance_scales, temperatures, top_ps))
+        for scale, temperature, top_p in tqdm(grid, desc=f"tune {task}"):
+            setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale)
             trial = earlier.get(setting)
             if trial is None:
                 control = relevance_control(student, intents, task, samples, seed, **asdict(setting))
