@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from udrl.evaluate import evaluate, summary_lines, write_report
+from udrl.evaluate import evaluate, paired_difference, summary_lines, write_report
 from udrl.model_card import write_model_card
 
 
@@ -23,6 +23,8 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
         assert {"relevance_mean", "length_mean", "novelty_mean", "diversity"} <= set(m["teacher"])
         assert {"relevance_mean", "novelty_mean", "diversity"} <= set(m["top"])
         assert m["sampling"] == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 1.0}  # no sampling.json
+        diff = m["top_vs_teacher"]
+        assert diff["n_intents"] == 3 and diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
     json.dumps(result, allow_nan=False)  # strict JSON
     report = write_report(result, tmp_path / "report")
     assert (tmp_path / "report" / "headline_relevance.html").is_file() and "| relevance command" in report.read_text()
@@ -32,6 +34,18 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
     (checkpoint / "metrics.json").write_text(json.dumps(result))
     card = write_model_card(checkpoint).read_text()
     assert "## Evaluation" in card and "| headline |" in card
+
+
+def test_paired_difference_interval():
+    """The interval is over intents: a steady gain excludes zero, a noisy one of the same mean does not."""
+    import numpy as np
+
+    teacher = np.random.default_rng(0).uniform(0.3, 0.7, 40)
+    steady = paired_difference(teacher + 0.02, teacher)
+    assert steady["mean"] == 0.02 and steady["ci95"][0] > 0 and steady["n_intents"] == 40
+    noisy = paired_difference(teacher + 0.02 + np.random.default_rng(1).normal(0, 0.2, 40), teacher)
+    assert noisy["ci95"][0] < 0 < noisy["ci95"][1]
+    assert paired_difference([0.5, float("nan")], [0.4, 0.4]) == {"mean": 0.1, "ci95": None, "n_intents": 1}
 
 
 def test_bench_measures_student_and_teacher(tiny_student, tmp_path):

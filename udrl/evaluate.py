@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
+from scipy.stats import bootstrap, pearsonr, spearmanr
 
 from udrl import rewards
 from udrl.data import read_intents
@@ -46,8 +46,10 @@ def _stats(intents: list[str], groups: list[list[str]]) -> dict:
     rel = np.array(rewards.relevance(flat_intents, flat))
     lengths = np.array(rewards.length(flat))
     nov = np.array(rewards.novelty(flat_intents, flat))
+    ends = np.cumsum([len(g) for g in groups])[:-1]
+    by_intent = np.array([part.mean() if len(part) else np.nan for part in np.split(rel, ends)])
     return {"relevance": rel, "length": lengths, "novelty": nov, "diversity": _group_diversity(groups),
-            "n": len(flat)}
+            "n": len(flat), "relevance_by_intent": by_intent}
 
 
 def sweep_student(student, intents: list[str], task: str, commands: list[float], *, samples: int,
@@ -87,6 +89,7 @@ def relevance_control(student, intents: list[str], task: str, samples: int, seed
     pearson = _finite(pearsonr(per_sample_cmd, per_sample_rel).statistic)
     top_command, top = rel_runs[-1]
     return {"sweep": sweep, "spearman": round(spearman, 4), "pearson": round(pearson, 4),
+            "top_relevance_by_intent": top["relevance_by_intent"],
             "top": {"relevance_command": top_command, "relevance_mean": round(float(top["relevance"].mean()), 4),
                     "novelty_mean": round(float(top["novelty"].mean()), 4), "diversity": round(top["diversity"], 4),
                     "length_mean": round(float(top["length"].mean()), 2)}}
@@ -94,6 +97,11 @@ def relevance_control(student, intents: list[str], task: str, samples: int, seed
 
 def teacher_stats(teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
     """The teacher's mean rewards and diversity on the same intents (temperature 0.7, top-p 0.95)."""
+    return _teacher_run(teacher, intents, task, samples, seed)[0]
+
+
+def _teacher_run(teacher, intents: list[str], task: str, samples: int, seed: int) -> tuple[dict, np.ndarray]:
+    """:func:`teacher_stats` and the teacher's mean relevance per intent."""
     groups = teacher.generate(intents, task, n=samples, seed=seed, temperature=0.7, top_p=0.95)
     t = _stats(intents, [[o.text for o in g] for g in groups])
     return {
@@ -103,7 +111,21 @@ def teacher_stats(teacher, intents: list[str], task: str, samples: int, seed: in
         "length_mean": round(float(t["length"].mean()), 2), "length_std": round(float(t["length"].std()), 2),
         "novelty_mean": round(float(t["novelty"].mean()), 4), "diversity": round(t["diversity"], 4),
         "n": t["n"],
-    }
+    }, t["relevance_by_intent"]
+
+
+def paired_difference(student: np.ndarray, teacher: np.ndarray, seed: int = 0) -> dict:
+    """Mean per-intent relevance difference (student - teacher) with a 95 % bootstrap interval over
+    intents: how far apart the two are, given how much the intents alone move a 40-intent mean."""
+    diff = (np.asarray(student) - np.asarray(teacher))
+    diff = diff[np.isfinite(diff)]
+    if len(diff) < 2:
+        return {"mean": round(float(diff.mean()), 4) if len(diff) else None, "ci95": None, "n_intents": len(diff)}
+    ci = bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                   rng=np.random.default_rng(seed)
+                   ).confidence_interval
+    return {"mean": round(float(diff.mean()), 4), "ci95": [round(float(ci.low), 4), round(float(ci.high), 4)],
+            "n_intents": len(diff)}
 
 
 def _supported(student, task: str, command: int) -> bool:
@@ -142,13 +164,16 @@ def supported_length_commands(student, task: str) -> list[int]:
 def evaluate_task(student, teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
     """The metrics of one task (see the module docstring of ``python -m udrl evaluate``)."""
     control = relevance_control(student, intents, task, samples, seed)
-    return {
+    result = {
         "sampling": asdict(student.sampling_for(task)),
         "sweep": control["sweep"], "spearman": control["spearman"], "pearson": control["pearson"],
         **length_control(student, intents, task, samples, seed),
-        "top": control["top"],
-        "teacher": None if teacher is None else teacher_stats(teacher, intents, task, samples, seed),
+        "top": control["top"], "teacher": None,
     }
+    if teacher is not None:
+        result["teacher"], by_intent = _teacher_run(teacher, intents, task, samples, seed)
+        result["top_vs_teacher"] = paired_difference(control["top_relevance_by_intent"], by_intent, seed)
+    return result
 
 
 def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int = 4, limit: int | None = 60,
@@ -176,15 +201,23 @@ GOALS = (f"spearman >= {SPEARMAN_GOAL:g}, pearson >= {PEARSON_GOAL:g}, length MA
 
 def summary_lines(result: dict) -> list[str]:
     lines = [f"{'task':<15} {'spearman':>8} {'pearson':>8} {'lenMAE':>7} {'gridMAE':>7} {'top rel':>8} "
-             f"{'teacher':>8} {'top nov':>8} {'top div':>8} {'t div':>6}"]
+             f"{'teacher':>8} {'top nov':>8} {'top div':>8} {'t div':>6}  top - teacher [95% CI]"]
     for task, m in result["tasks"].items():
         t = m["teacher"] or {}
         lines.append(f"{task:<15} {m['spearman']:>8.3f} {m['pearson']:>8.3f} {m['length_mae']:>7.2f} "
                      f"{m['length_mae_grid']:>7.2f} "
                      f"{m['top']['relevance_mean']:>8.3f} {t.get('relevance_mean', float('nan')):>8.3f} "
                      f"{m['top']['novelty_mean']:>8.3f} {m['top']['diversity']:>8.3f} "
-                     f"{t.get('diversity', float('nan')):>6.3f}")
+                     f"{t.get('diversity', float('nan')):>6.3f}  {format_difference(m.get('top_vs_teacher'))}")
     return lines + [f"goals: {GOALS}"]
+
+
+def format_difference(diff: dict | None) -> str:
+    """``+0.012 [-0.010, +0.034]`` for a :func:`paired_difference`; ``-`` without a teacher."""
+    if not diff or diff.get("mean") is None:
+        return "-"
+    ci = f" [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff.get("ci95") else ""
+    return f"{diff['mean']:+.3f}{ci}"
 
 
 def write_report(result: dict, directory: str | Path) -> Path:

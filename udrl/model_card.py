@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from udrl.evaluate import format_difference
 from udrl.teacher import PROXY_PARAMETERS
 
 
@@ -108,13 +109,14 @@ def write_model_card(directory: str | Path) -> Path:
                   "Length MAE: commands 8 to 40 within the task's supported length range; grid MAE: commands "
                   "8, 16, 24, 32, 40 for every task.", "",
                   "| task | spearman | pearson | length MAE | grid MAE | top-command relevance | teacher relevance "
-                  "| top novelty | top diversity | teacher diversity |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| top - teacher, 95 % CI over intents | top novelty | top diversity | teacher diversity |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for task, m in metrics.get("tasks", {}).items():
             teacher = m.get("teacher") or {}
             lines.append(f"| {task} | {m['spearman']:.3f} | {m['pearson']:.3f} | {m['length_mae']:.2f} | "
                          f"{m['length_mae_grid']:.2f} | "
                          f"{m['top']['relevance_mean']:.3f} | {teacher.get('relevance_mean', float('nan')):.3f} | "
-                         f"{m['top']['novelty_mean']:.3f} | {m['top']['diversity']:.3f} | "
+                         f"{format_difference(m.get('top_vs_teacher'))} | {m['top']['novelty_mean']:.3f} | {m['top']['diversity']:.3f} | "
                          f"{teacher.get('diversity', float('nan')):.3f} |")
     if bench:
         lines += ["", "## Speed (2 CPU cores)", "", f"Command: `{bench.get('command', 'python -m udrl bench')}`",
