@@ -124,7 +124,7 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     checkpoint = tmp_path / "student"
     shutil.copytree(tiny_student, checkpoint)
     result = tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
-                  guidance_scales=(1.0, 2.0), temperatures=(0.7,))
+                  guidance_scales=(1.0, 2.0), temperatures=(0.7,), top_ps=(0.95,))
     saved = json.loads((checkpoint / SAMPLING_FILE).read_text())
     trials = saved["trials"]["headline"]
     assert [t["sampling"]["guidance_scale"] for t in trials] == [1.0, 2.0]
@@ -143,15 +143,17 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     real = udrl.tune.relevance_control
     monkeypatch.setattr(udrl.tune, "relevance_control", lambda *a, **kw: measured.append(kw) or real(*a, **kw))
     tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
-         guidance_scales=(1.0, 2.0, 3.0), temperatures=(0.7,))
-    assert [kw["guidance_scale"] for kw in measured] == [3.0]
-    assert len(json.loads((checkpoint / SAMPLING_FILE).read_text())["trials"]["headline"]) == 3
+         guidance_scales=(1.0, 2.0, 3.0), temperatures=(0.7,), top_ps=(0.95, 0.8))
+    assert [(kw["guidance_scale"], kw["top_p"]) for kw in measured] == [(1.0, 0.8), (2.0, 0.8), (3.0, 0.95),
+                                                                         (3.0, 0.8)]
+    assert len(json.loads((checkpoint / SAMPLING_FILE).read_text())["trials"]["headline"]) == 6
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--guidance-scales", "9"], "must lie in 1..5"),
     (["--temperatures", "0.7,hot"], "comma-separated numbers"),
     (["--samples", "1"], "at least 2"),
+    (["--top-ps", "0"], "must lie in 0.05..1"),
 ])
 def test_tune_cli_rejects_bad_grids_in_one_line(tiny_student, capsys, args, message):
     from udrl.__main__ import main

@@ -111,8 +111,12 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from udrl.evaluate import evaluate, write_report
 
+    if args.limit < 1 or args.skip < 0 or args.samples < 2:
+        raise CliError("--limit must be at least 1, --skip at least 0 and --samples at least 2 "
+                       "(diversity needs two samples)")
     result = evaluate(str(_existing(args.checkpoint)), str(_existing(args.intents)), _tasks(args.tasks),
-                      samples=args.samples, limit=args.limit, seed=args.seed, teacher_backend=args.teacher)
+                      samples=args.samples, limit=args.limit, seed=args.seed, teacher_backend=args.teacher,
+                      skip=args.skip)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
     if args.report:
@@ -245,14 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--intents", default="data/intents/test.txt")
     p.add_argument("--tasks", default="image_prompt,search_queries,headline")
     p.add_argument("--samples", type=int, default=3, help="samples per intent and command")
-    p.add_argument("--limit", type=int, default=40, help="number of intents (the first ones of the file)")
+    p.add_argument("--limit", type=int, default=40, help="number of intents (after the skipped ones)")
+    p.add_argument("--skip", type=int, default=0, help="intents to pass over first (tune uses 60..139)")
     p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers", "none"])
     p.add_argument("--json", default="runs/eval.json")
     p.add_argument("--report", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("tune", help="choose each task's sampling settings (guidance, temperature)")
+    p = sub.add_parser("tune", help="choose each task's sampling settings (guidance, temperature, top-p)")
     p.add_argument("--checkpoint", default="checkpoints/student")
     p.add_argument("--intents", default="data/intents/test.txt")
     p.add_argument("--tasks", default="image_prompt,search_queries,headline")

@@ -177,17 +177,19 @@ def evaluate_task(student, teacher, intents: list[str], task: str, samples: int,
 
 
 def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int = 4, limit: int | None = 60,
-             seed: int = 0, teacher_backend: str = "llama.cpp") -> dict:
-    """Evaluate a checkpoint on the first ``limit`` intents of a file; returns the JSON-ready result."""
+             seed: int = 0, teacher_backend: str = "llama.cpp", skip: int = 0) -> dict:
+    """Evaluate a checkpoint on ``limit`` intents of a file after the first ``skip``; returns the
+    JSON-ready result."""
     from udrl.student import load_student
     from udrl.teacher import load_teacher
 
     student = load_student(checkpoint)
-    intents = read_intents(intents_file)[:limit]
+    intents = read_intents(intents_file)[skip : None if limit is None else skip + limit]
     if not intents:
-        raise ValueError(f"no intents in {intents_file}")
+        raise ValueError(f"no intents in {intents_file}" + (f" after skipping {skip}" if skip else ""))
     teacher = None if teacher_backend == "none" else load_teacher(teacher_backend)
-    result = {"checkpoint": checkpoint, "intents": intents_file, "n_intents": len(intents), "samples": samples,
+    result = {"checkpoint": checkpoint, "intents": intents_file, "skip": skip, "n_intents": len(intents),
+              "samples": samples,
               "seed": seed, "command": "python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"]
               else "udrl.evaluate.evaluate", "parameters": student.parameters, "tasks": {}}
     for task in tasks:
@@ -226,8 +228,9 @@ def write_report(result: dict, directory: str | Path) -> Path:
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    after = f" after the first {result['skip']}" if result.get("skip") else ""
     lines = ["# Student evaluation", "", f"Checkpoint `{result['checkpoint']}`, {result['n_intents']} intents "
-             f"from `{result['intents']}`, {result['samples']} samples per intent and command.", "",
+             f"from `{result['intents']}`{after}, {result['samples']} samples per intent and command.", "",
              f"Command: `{result['command']}`", "", "```", *summary_lines(result), "```", ""]
     for task, m in result["tasks"].items():
         rel = relevance_figure(m["sweep"], m["teacher"], title=f"{task}: relevance")
