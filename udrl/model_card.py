@@ -116,7 +116,8 @@ def write_model_card(directory: str | Path) -> Path:
             lines.append(f"| {task} | {m['spearman']:.3f} | {m['pearson']:.3f} | {m['length_mae']:.2f} | "
                          f"{m['length_mae_grid']:.2f} | "
                          f"{m['top']['relevance_mean']:.3f} | {teacher.get('relevance_mean', float('nan')):.3f} | "
-                         f"{format_difference(m.get('top_vs_teacher'))} | {m['top']['novelty_mean']:.3f} | {m['top']['diversity']:.3f} | "
+                         f"{format_difference(m.get('top_vs_teacher'))} | {m['top']['novelty_mean']:.3f} | "
+                         f"{m['top']['diversity']:.3f} | "
                          f"{teacher.get('diversity', float('nan')):.3f} |")
     if bench:
         lines += ["", "## Speed (2 CPU cores)", "", f"Command: `{bench.get('command', 'python -m udrl bench')}`",
