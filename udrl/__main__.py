@@ -108,12 +108,17 @@ def cmd_train(args) -> None:
     train(cfg)
 
 
-def cmd_evaluate(args) -> None:
-    from udrl.evaluate import evaluate, write_report
-
+def _check_intent_window(args) -> None:
+    """``--skip``, ``--limit`` and ``--samples`` of ``evaluate`` and ``tune``."""
     if args.limit < 1 or args.skip < 0 or args.samples < 2:
         raise CliError("--limit must be at least 1, --skip at least 0 and --samples at least 2 "
                        "(diversity needs two samples)")
+
+
+def cmd_evaluate(args) -> None:
+    from udrl.evaluate import evaluate, write_report
+
+    _check_intent_window(args)
     result = evaluate(str(_existing(args.checkpoint)), str(_existing(args.intents)), _tasks(args.tasks),
                       samples=args.samples, limit=args.limit, seed=args.seed, teacher_backend=args.teacher,
                       skip=args.skip)
@@ -140,8 +145,7 @@ def _floats(value: str, flag: str, lo: float, hi: float) -> tuple[float, ...]:
 def cmd_tune(args) -> None:
     from udrl.tune import tune
 
-    if args.limit < 1 or args.samples < 2:
-        raise CliError("--limit must be at least 1 and --samples at least 2 (diversity needs two samples)")
+    _check_intent_window(args)
     grid = {"guidance_scales": _floats(args.guidance_scales, "--guidance-scales", 1.0, 5.0),
             "temperatures": _floats(args.temperatures, "--temperatures", 0.0, 2.0),
             "top_ps": _floats(args.top_ps, "--top-ps", 0.05, 1.0)}

@@ -117,13 +117,12 @@ def _teacher_run(teacher, intents: list[str], task: str, samples: int, seed: int
 def paired_difference(student: np.ndarray, teacher: np.ndarray, seed: int = 0) -> dict:
     """Mean per-intent relevance difference (student - teacher) with a 95 % bootstrap interval over
     intents: how far apart the two are, given how much the intents alone move a 40-intent mean."""
-    diff = (np.asarray(student) - np.asarray(teacher))
+    diff = np.asarray(student) - np.asarray(teacher)
     diff = diff[np.isfinite(diff)]
     if len(diff) < 2:
         return {"mean": round(float(diff.mean()), 4) if len(diff) else None, "ci95": None, "n_intents": len(diff)}
     ci = bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
-                   rng=np.random.default_rng(seed)
-                   ).confidence_interval
+                   rng=np.random.default_rng(seed)).confidence_interval
     return {"mean": round(float(diff.mean()), 4), "ci95": [round(float(ci.low), 4), round(float(ci.high), 4)],
             "n_intents": len(diff)}
 
@@ -188,10 +187,10 @@ def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int 
     if not intents:
         raise ValueError(f"no intents in {intents_file}" + (f" after skipping {skip}" if skip else ""))
     teacher = None if teacher_backend == "none" else load_teacher(teacher_backend)
+    command = ("python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"]
+               else "udrl.evaluate.evaluate")
     result = {"checkpoint": checkpoint, "intents": intents_file, "skip": skip, "n_intents": len(intents),
-              "samples": samples,
-              "seed": seed, "command": "python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"]
-              else "udrl.evaluate.evaluate", "parameters": student.parameters, "tasks": {}}
+              "samples": samples, "seed": seed, "command": command, "parameters": student.parameters, "tasks": {}}
     for task in tasks:
         result["tasks"][task] = evaluate_task(student, teacher, intents, task, samples, seed)
     return result

@@ -76,6 +76,7 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
     cache = _cached(checkpoint, key)
     teacher = None
     chosen, best, trials, teachers = {}, {}, {}, {}
+    grid = list(product(guidance_scales, temperatures, top_ps))
     for task in tasks:
         teachers[task] = cache.get("teacher", {}).get(task)
         if teachers[task] is None:
@@ -83,7 +84,6 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
         earlier = {Sampling(**t["sampling"]): t for t in cache.get("trials", {}).get(task, [])}
         trials[task] = []
-        grid = list(product(guidance_scales, temperatures, top_ps))
         for scale, temperature, top_p in tqdm(grid, desc=f"tune {task}"):
             setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale)
             trial = earlier.get(setting)
