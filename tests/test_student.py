@@ -151,20 +151,25 @@ def test_batched_left_padding_matches_single(tiny_student):
     assert fast.generate([short, long], 10, student.eos_id, student.pad_id, temperature=0) == single
 
 
-def test_batch_drops_finished_rows_without_changing_the_others():
-    """Rows that end early leave the batch (cache compaction); the rest decode exactly as alone."""
-    from collections import Counter
-
+def _random_gpt2(lengths=(3, 5, 6, 8, 9, 11, 12, 14)):
+    """A FastGPT2 over a random GPT-2 with large weights (varied, context-dependent greedy outputs) and
+    random prompts of ``lengths`` tokens."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from udrl.decoding import FastGPT2
 
-    torch.manual_seed(0)  # a random GPT-2 with large weights: varied, context-dependent greedy outputs
+    torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=64, n_embd=32, n_layer=2, n_head=2,
                                        initializer_range=0.4)).eval()
-    fast = FastGPT2(model)
     gen = torch.Generator().manual_seed(1)
-    prompts = [torch.randint(1, 40, (n,), generator=gen).tolist() for n in (3, 5, 6, 8, 9, 11, 12, 14)]
+    return FastGPT2(model), [torch.randint(1, 40, (n,), generator=gen).tolist() for n in lengths]
+
+
+def test_batch_drops_finished_rows_without_changing_the_others():
+    """Rows that end early leave the batch (cache compaction); the rest decode exactly as alone."""
+    from collections import Counter
+
+    fast, prompts = _random_gpt2()
     free = [fast.generate([p], 30, eos_id=0, pad_id=0, temperature=0)[0] for p in prompts]
     # stop on a token the outputs first reach at different steps, so rows finish one after another
     firsts = Counter()
@@ -174,6 +179,30 @@ def test_batch_drops_finished_rows_without_changing_the_others():
     single = [fast.generate([p], 30, stop, 0, temperature=0)[0] for p in prompts]
     assert len({len(s) for s in single}) >= 3, "rows should finish at different steps"
     assert fast.generate(prompts, 30, stop, 0, temperature=0) == single
+
+
+def test_large_batches_split_into_one_shard_per_thread():
+    """Sharded decoding (one single-threaded shard per torch thread) returns each prompt's own output, in
+    order, guided or not; each shard samples from a generator seeded by the caller's."""
+    fast, prompts = _random_gpt2()
+    references = [[(t + 7) % 40 for t in p] for p in prompts]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for refs, scale in ((None, 1.0), (references, 2.5)):
+            fast.SHARD_ROWS = 1000
+            whole = fast.generate(prompts, 12, 0, 0, temperature=0, references=refs, guidance_scale=scale)
+            fast.SHARD_ROWS = 2
+            assert fast.generate(prompts, 12, 0, 0, temperature=0, references=refs, guidance_scale=scale) == whole
+            assert torch.get_num_threads() == 2, "the caller's thread count comes back"
+            sampled = fast.generate(prompts, 12, 0, 0, temperature=1.0, top_p=0.9, references=refs,
+                                    guidance_scale=scale, generator=torch.Generator().manual_seed(5))
+            seeds = torch.randint(2**62, (2,), generator=torch.Generator().manual_seed(5)).tolist()
+            by_shard = [fast._generate(prompts[i : i + 4], 12, 0, 0, 1.0, 0.9, torch.Generator().manual_seed(s),
+                                       refs[i : i + 4] if refs else None, scale) for i, s in zip((0, 4), seeds)]
+            assert sampled == by_shard[0] + by_shard[1]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_init_from_pretrained_gpt2_keeps_its_tokenizer(tmp_path, tiny_corpus):
