@@ -40,6 +40,8 @@ class _Layer:
 class FastGPT2:
     """Inference-only GPT-2 forward with a static KV cache; shares (does not copy) the model's tensors."""
 
+    SHARD_ROWS = 32  # rows per thread from which a batch is split into shards (see :meth:`generate`)
+
     def __init__(self, model):
         cfg = model.config
         if getattr(cfg, "activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
@@ -147,8 +149,6 @@ class FastGPT2:
                 return [tokens for job in jobs for tokens in job.result()]
             finally:
                 torch.set_num_threads(threads)
-
-    SHARD_ROWS = 32
 
     @torch.inference_mode()
     def _generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
