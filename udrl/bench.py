@@ -16,6 +16,7 @@ import statistics
 import time
 from dataclasses import asdict
 
+from udrl import invocation
 from udrl.data import read_intents
 from udrl.sampling import Sampling, load_sampling
 
@@ -147,15 +148,12 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
     The models take turns, ``round_size`` prompts each, rather than one after the other: a long run
     slows this machine down (a shared, throttled CPU), so whoever ran last would be measured slower.
     """
-    import sys
-
     from udrl.student import check_checkpoint
 
     check_checkpoint(checkpoint)  # fail here with a clear message before any worker starts
     intents = read_intents(intents_file)[:prompts]
     result = {"task": task, "prompts": len(intents), "cpu_count": os.cpu_count(), "interleaved": round_size,
-              "command": "python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
-              else "udrl.bench.run_bench"}
+              "command": invocation("bench", "udrl.bench.run_bench")}
     workers: dict[str, _Worker] = {}
     try:
         for backend in teachers:

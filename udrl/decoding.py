@@ -130,12 +130,12 @@ class FastGPT2:
         outrun one two-threaded batch by about a seventh here. Each shard draws from its own generator,
         seeded from ``generator``: the same seed and thread count give the same outputs.
         """
-        guided = _check_guidance(prompts, references, guidance_scale)
-        rows = len(prompts) * (2 if guided else 1)
+        references = references if _check_guidance(prompts, references, guidance_scale) else None
+        rows = len(prompts) * (1 if references is None else 2)
         shards = min(torch.get_num_threads(), rows // self.SHARD_ROWS)
         if shards < 2:
             return self._generate(prompts, max_new_tokens, eos_id, pad_id, temperature, top_p, generator,
-                                  references if guided else None, guidance_scale)
+                                  references, guidance_scale)
         seeds = torch.randint(2**62, (shards,), generator=generator).tolist()
         size = -(-len(prompts) // shards)
         with _SHARDING:
@@ -144,7 +144,8 @@ class FastGPT2:
             try:
                 jobs = [_shard_pool().submit(self._generate, prompts[i : i + size], max_new_tokens, eos_id, pad_id,
                                              temperature, top_p, torch.Generator().manual_seed(seed),
-                                             references[i : i + size] if guided else None, guidance_scale)
+                                             None if references is None else references[i : i + size],
+                                             guidance_scale)
                         for i, seed in zip(range(0, len(prompts), size), seeds)]
                 return [tokens for job in jobs for tokens in job.result()]
             finally:

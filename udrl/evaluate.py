@@ -4,14 +4,13 @@ student at its highest command compare with its teacher?"""
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import bootstrap, pearsonr, spearmanr
 
-from udrl import rewards
+from udrl import invocation, rewards
 from udrl.data import read_intents
 
 RELEVANCE_STEPS = 6
@@ -187,10 +186,9 @@ def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int 
     if not intents:
         raise ValueError(f"no intents in {intents_file}" + (f" after skipping {skip}" if skip else ""))
     teacher = None if teacher_backend == "none" else load_teacher(teacher_backend)
-    command = ("python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"]
-               else "udrl.evaluate.evaluate")
     result = {"checkpoint": checkpoint, "intents": intents_file, "skip": skip, "n_intents": len(intents),
-              "samples": samples, "seed": seed, "command": command, "parameters": student.parameters, "tasks": {}}
+              "samples": samples, "seed": seed, "command": invocation("evaluate", "udrl.evaluate.evaluate"),
+              "parameters": student.parameters, "tasks": {}}
     for task in tasks:
         result["tasks"][task] = evaluate_task(student, teacher, intents, task, samples, seed)
     return result

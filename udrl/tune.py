@@ -12,13 +12,13 @@ there, so an interrupted or extended grid only measures what is new.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from itertools import product
 from pathlib import Path
 
 from tqdm import tqdm
 
+from udrl import invocation
 from udrl.data import read_intents
 from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, PEARSON_GOAL, SPEARMAN_GOAL,
                            length_control, relevance_control, supported_length_commands, teacher_stats)
@@ -103,9 +103,8 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
                 trial["margins"]["length"] = round((LENGTH_MAE_GOAL - lengths["length_mae"]) / LENGTH_MAE_GOAL, 4)
         best[task] = max(finalists, key=_rank)
         chosen[task] = Sampling(**best[task]["sampling"])
-    command = ("python -m udrl " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["tune"] else "udrl.tune.tune")
-    provenance = {"command": command, **key, "teacher": {**cache.get("teacher", {}), **teachers},
-                  "trials": {**cache.get("trials", {}), **trials}}
+    provenance = {"command": invocation("tune", "udrl.tune.tune"), **key,
+                  "teacher": {**cache.get("teacher", {}), **teachers}, "trials": {**cache.get("trials", {}), **trials}}
     merged = {**student.sampling, **chosen}  # tasks not tuned this time keep their settings
     save_sampling(checkpoint, merged, provenance)
     return {"sampling": {t: asdict(s) for t, s in chosen.items()}, "best": best, "teacher": teachers}
