@@ -1,5 +1,6 @@
 """Command guidance and per-task sampling settings, on the tiny student."""
 
+import copy
 import json
 import shutil
 from types import SimpleNamespace
@@ -161,3 +162,65 @@ def test_tune_cli_rejects_bad_grids_in_one_line(tiny_student, capsys, args, mess
     assert main(["tune", "--checkpoint", str(tiny_student), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+
+def _guided_target_by_hand(model, example: dict) -> torch.Tensor:
+    """Per output token, the guided log-distribution from unpadded single-sequence passes."""
+    with torch.no_grad():
+        command = model(input_ids=torch.tensor([example["input_ids"]])).logits[0]
+        reference = model(input_ids=torch.tensor([example["reference_ids"]])).logits[0]
+    guided = reference + example["scale"] * (command - reference)
+    outputs = [t for t, label in enumerate(example["labels"][1:]) if label != -100]
+    return guided[outputs].log_softmax(-1), command[outputs].log_softmax(-1)
+
+
+def test_guidance_distillation_loss_and_training(tiny_student, tiny_corpus, tmp_path):
+    from udrl.data import load_corpus
+    from udrl.train import TrainConfig, collate, encode_records, guided_kl, train
+
+    guide_dir = tmp_path / "guided"
+    shutil.copytree(tiny_student, guide_dir)
+    config = dict(corpus=str(tiny_corpus), init=str(guide_dir), distil_guidance=True, epochs=1, batch_size=16,
+                  lr=1e-3, progress=False)
+    with pytest.raises(ValueError, match="guides at least one task"):  # nothing tuned: nothing to distil
+        train(TrainConfig(out=str(tmp_path / "none"), state_dir=str(tmp_path / "s0"), **config))
+
+    # the loss: KL from the guided distribution (command and reference rows) to one pass, output tokens only
+    guide = load_student(guide_dir)
+    rel_tokens = [t for t in guide.tokenizer.get_vocab() if t.startswith("<|rel:")]
+    with torch.no_grad():  # the tiny student barely reads its command: make the command tokens matter
+        embeddings = guide.model.get_input_embeddings().weight
+        embeddings[guide.tokenizer.convert_tokens_to_ids(rel_tokens)] = torch.randn(
+            len(rel_tokens), embeddings.shape[1], generator=torch.Generator().manual_seed(0))
+    records = [r for r in load_corpus(tiny_corpus) if r["split"] == "test"]
+    scales = {"headline": 30.0, "search_queries": 20.0}  # large: the tiny model's commands differ little
+    examples = encode_records(records, guide.encoding, guide.tokenizer, 64, scales)
+    assert {e["scale"] for e in examples} == {1.0, 20.0, 30.0}  # image_prompt and middle commands: unguided
+    batch = collate(guide.pad_id)(examples)
+    kl, tokens = 0.0, 0
+    for example in examples:
+        target, single = _guided_target_by_hand(guide.model, example)
+        kl += float((target.exp() * (target - single)).sum())
+        tokens += len(target)
+    with torch.no_grad():
+        before = float(guided_kl(guide.model, batch, guide.model))
+    assert before == pytest.approx(kl / tokens, rel=1e-3) and before > 0.01
+    student = copy.deepcopy(guide.model).train()
+    optimizer = torch.optim.Adam(student.parameters(), lr=3e-4)
+    for _ in range(30):
+        guided_kl(student, batch, guide.model).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    with torch.no_grad():
+        assert float(guided_kl(student.eval(), batch, guide.model)) < 0.8 * before
+
+    # the training run: the guide's temperature and top-p without guidance; the card says what was distilled
+    tuned = {"headline": Sampling(0.9, 0.9, 30.0), "search_queries": Sampling(1.1, 0.95, 20.0)}
+    save_sampling(guide_dir, tuned, {"command": "test"})
+    out = tmp_path / "distilled"
+    info = train(TrainConfig(out=str(out), state_dir=str(tmp_path / "s1"), **config))
+    assert info["distilled_guidance"] == scales and len(info["history"]) == 1
+    assert load_sampling(out) == {t: s.replace(guidance_scale=1.0) for t, s in tuned.items()}
+    assert "guidance distillation (scales headline 30, search_queries 20)" in (out / "README.md").read_text()
+    assert load_student(out).generate(["lost cat"], "headline")[0][0].sampling["guidance_scale"] == 1.0

@@ -104,7 +104,7 @@ def cmd_train(args) -> None:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_layer=args.n_layer,
                       n_embd=args.n_embd, n_head=args.n_head, vocab_size=args.vocab_size,
                       max_steps=args.max_steps, resume=args.resume, relevance_bins=args.relevance_bins,
-                      dropout=args.dropout)
+                      dropout=args.dropout, distil_guidance=args.distil_guidance)
     train(cfg)
 
 
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue from OUT/../<name>-state")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distil-guidance", action="store_true",
+                   help="continue --init (a tuned student) to sample in one pass what its guided sampling draws")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="command sweeps, controllability and teacher comparison")
@@ -271,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per intent and command; diversity (distinct-2 within an intent's samples) "
                         "falls as samples are added, so use as many as the evaluation does")
     p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers"])
-    p.add_argument("--guidance-scales", default=",".join(map(str, GUIDANCE_SCALES)), help="grid (1 = no guidance)")
+    p.add_argument("--guidance-scales", default=",".join(map(str, GUIDANCE_SCALES)), help="grid (1 = no guidance; the grid for a student trained with --distil-guidance)")
     p.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)), help="grid")
     p.add_argument("--top-ps", default=",".join(map(str, TOP_PS)), help="grid")
     p.add_argument("--seed", type=int, default=0)

@@ -92,6 +92,13 @@ class CommandEncoding:
         lo, hi = self.relevance_range[task]
         return lo + hi - self.clamp_relevance(task, value)
 
+    def guidance_reference(self, task: str, value: float) -> float | None:
+        """:meth:`reference_relevance`, or None when it falls in the bin of ``value``: then both prompts
+        are the same and guidance changes nothing."""
+        reference = self.reference_relevance(task, value)
+        same = self.relevance_bin(task, reference) == self.relevance_bin(task, self.clamp_relevance(task, value))
+        return None if same else reference
+
     def relevance_bin(self, task: str, value: float) -> int:
         """Bin index (0 = least relevant) of a relevance value for ``task``."""
         self.check_task(task)
@@ -140,8 +147,7 @@ class CommandEncoding:
 def training_text(encoding: CommandEncoding, record: dict) -> tuple[str, str]:
     """(prompt, completion) of a record relabelled with what it achieved (hindsight)."""
     r = record["rewards"]
-    intent = encoding.intent_text(record["intent"])
-    prompt = encoding.prefix(record["task"], r["relevance"], r["length"]) + intent + SEP
+    prompt = prompt_text(encoding, record["intent"], record["task"], r["relevance"], r["length"])
     return prompt, " " + record["output"] + EOS
 
 

@@ -30,6 +30,10 @@ def _stage_line(stage: dict, number: int | None) -> str:
     cfg = stage.get("config", {})
     swapped = stage.get("augmented_records", 0)
     head = f"- stage {number}: " if number else "- "
+    if stage.get("distilled_guidance"):
+        scales = ", ".join(f"{t} {s:g}" for t, s in stage["distilled_guidance"].items())
+        head += (f"guidance distillation (scales {scales}): its loss is the KL divergence per output token from "
+                 "the stage before's guided distribution to the model's single pass; ")
     return (head + f"{stage['train_records']} training records"
             + (f" ({swapped} of them subject-swapped by `python -m udrl augment`)" if swapped else "")
             + f", {stage['heldout_records']} held-out (test intents); AdamW, lr {cfg.get('lr')}, batch "
@@ -94,13 +98,21 @@ def write_model_card(directory: str | Path) -> Path:
         lines += [f"| {t} | {r[0]} to {r[1]} | {encoding['length_median'][t]} |"
                   for t, r in encoding["relevance_range"].items()]
     if sampling:
-        lines += ["", "## Sampling", "",
-                  "Each token is drawn from `log p(.|reference) + s * (log p(.|command) - log p(.|reference))`, "
-                  "the reference being the opposite relevance command (classifier-free guidance; s = 1 is plain "
-                  "sampling). Settings per task, chosen by measurement on "
-                  f"{sampling.get('n_intents', '?')} intents that the evaluation does not use:", "",
-                  f"Command: `{sampling.get('command', 'python -m udrl tune')}`", "",
-                  "| task | guidance scale | temperature | top-p |", "|---|---|---|---|"]
+        lines += ["", "## Sampling", ""]
+        if training.get("distilled_guidance"):
+            lines += ["Guidance is distilled into the weights (the last training stage): one pass per token draws "
+                      "what the stage before drew from `log p(.|reference) + s * (log p(.|command) - "
+                      "log p(.|reference))`, the reference being the opposite relevance command, so sampling "
+                      "needs no second pass (guidance scale 1)."]
+        else:
+            lines += ["Each token is drawn from `log p(.|reference) + s * (log p(.|command) - log p(.|reference))`, "
+                      "the reference being the opposite relevance command (classifier-free guidance; s = 1 is "
+                      "plain sampling)."]
+        lines += ["", f"Settings per task, chosen by measurement on {sampling.get('n_intents', '?')} intents that "
+                      "the evaluation does not use:" if "trials" in sampling else
+                  "Settings per task: the temperature and top-p of the stage before.", "",
+                  f"Command: `{sampling.get('command', 'python -m udrl tune')}`",
+                  "", "| task | guidance scale | temperature | top-p |", "|---|---|---|---|"]
         lines += [f"| {t} | {v['guidance_scale']:g} | {v['temperature']:g} | {v['top_p']:g} |"
                   for t, v in sampling["tasks"].items()]
     if metrics:

@@ -101,9 +101,9 @@ class Student:
         words = enc.length_median[task] if length is None else enc.clamp_length_command(length)
         sampling = self.sampling_for(task).replace(temperature, top_p, guidance_scale)
         prompts = [self.prompt_ids(intent, task, rel, words) for intent in intents for _ in range(n)]
-        reference = enc.reference_relevance(task, rel)
+        reference = enc.guidance_reference(task, rel)
         references = None
-        if sampling.guidance_scale != 1.0 and enc.relevance_bin(task, reference) != enc.relevance_bin(task, rel):
+        if sampling.guidance_scale != 1.0 and reference is not None:
             references = [self.prompt_ids(intent, task, reference, words) for intent in intents for _ in range(n)]
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(int(seed) % (2**63))
