@@ -37,7 +37,9 @@ def _stage_line(stage: dict, number: int | None) -> str:
     return (head + f"{stage['train_records']} training records"
             + (f" ({swapped} of them subject-swapped by `python -m udrl augment`)" if swapped else "")
             + f", {stage['heldout_records']} held-out (test intents); AdamW, lr {cfg.get('lr')}, batch "
-            f"{cfg.get('batch_size')}, {cfg.get('epochs')} epochs, cosine schedule, seed {cfg.get('seed')}"
+            f"{cfg.get('batch_size')}, {cfg.get('epochs')} epochs"
+            + (f" stopped at step {cfg['max_steps']}" if cfg.get("max_steps") else "")
+            + f", cosine schedule, seed {cfg.get('seed')}"
             + (f", continued from `{cfg['init']}`" if cfg.get("init") else ""))
 
 
