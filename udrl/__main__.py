@@ -273,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per intent and command; diversity (distinct-2 within an intent's samples) "
                         "falls as samples are added, so use as many as the evaluation does")
     p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers"])
-    p.add_argument("--guidance-scales", default=",".join(map(str, GUIDANCE_SCALES)), help="grid (1 = no guidance; the grid for a student trained with --distil-guidance)")
+    p.add_argument("--guidance-scales", default=",".join(map(str, GUIDANCE_SCALES)),
+                   help="grid (1 = no guidance: the grid for a student trained with --distil-guidance)")
     p.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)), help="grid")
     p.add_argument("--top-ps", default=",".join(map(str, TOP_PS)), help="grid")
     p.add_argument("--seed", type=int, default=0)

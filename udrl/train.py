@@ -6,7 +6,7 @@ output tokens only. Runs unchanged on a CPU or, with ``accelerate launch``, on s
 
 ``distil_guidance`` continues a tuned student instead: the loss is the KL divergence from what its guided
 sampling draws to the model's own single pass (guidance distillation, Meng et al., 2023), so the result
-samples the same way at half the decoding cost.
+samples close to that way at half the decoding cost.
 """
 
 from __future__ import annotations
