@@ -164,9 +164,8 @@ def test_tune_cli_rejects_bad_grids_in_one_line(tiny_student, capsys, args, mess
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-
-def _guided_target_by_hand(model, example: dict) -> torch.Tensor:
-    """Per output token, the guided log-distribution from unpadded single-sequence passes."""
+def _guided_target_by_hand(model, example: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per output token, the guided and the plain log-distributions from unpadded single-sequence passes."""
     with torch.no_grad():
         command = model(input_ids=torch.tensor([example["input_ids"]])).logits[0]
         reference = model(input_ids=torch.tensor([example["reference_ids"]])).logits[0]

@@ -95,9 +95,9 @@ class CommandEncoding:
     def guidance_reference(self, task: str, value: float) -> float | None:
         """:meth:`reference_relevance`, or None when it falls in the bin of ``value``: then both prompts
         are the same and guidance changes nothing."""
+        value = self.clamp_relevance(task, value)
         reference = self.reference_relevance(task, value)
-        same = self.relevance_bin(task, reference) == self.relevance_bin(task, self.clamp_relevance(task, value))
-        return None if same else reference
+        return None if self.relevance_bin(task, reference) == self.relevance_bin(task, value) else reference
 
     def relevance_bin(self, task: str, value: float) -> int:
         """Bin index (0 = least relevant) of a relevance value for ``task``."""

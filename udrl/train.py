@@ -11,6 +11,7 @@ samples close to that way at half the decoding cost.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -228,10 +229,8 @@ def train(cfg: TrainConfig) -> dict:
     train_set = encode_records(train_records, encoding, tokenizer, max_len, scales)
     heldout_set = encode_records(heldout_records, encoding, tokenizer, max_len, scales)
     loss_of = _token_loss
-    if scales:  # the model being continued, frozen, is the guide
-        from transformers import GPT2LMHeadModel
-
-        guide = GPT2LMHeadModel.from_pretrained(cfg.init).eval().requires_grad_(False).to(accelerator.device)
+    if scales:  # the model being continued, frozen before any step, is the guide
+        guide = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
         loss_of = functools.partial(guided_kl, guide=guide)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate(pad_id),
                         generator=torch.Generator().manual_seed(cfg.seed))
