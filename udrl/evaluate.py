@@ -62,7 +62,8 @@ def sweep_student(student, intents: list[str], task: str, commands: list[float],
             outs = student.generate(intents, task, relevance=c, length=length, n=samples, seed=seed, **sampling)
         else:
             outs = student.generate(intents, task, relevance=relevance, length=c, n=samples, seed=seed, **sampling)
-        results.append((c, _stats(intents, [[o.text for o in g] for g in outs])))
+        stats = _stats(intents, [[o.text for o in g] for g in outs])
+        results.append((c, {**stats, "length_token": outs[0][0].command["length_token"]}))
     return results
 
 
@@ -134,12 +135,14 @@ def _supported(student, task: str, command: int) -> bool:
 
 def length_control(student, intents: list[str], task: str, samples: int, seed: int,
                    commands: list[int] | None = None, **sampling) -> dict:
-    """Sweep the length command at the task's top relevance command: ``length_sweep``, ``length_mae``
-    (supported commands 8..40) and ``length_mae_grid`` (the fixed grid 8, 16, 24, 32, 40, any task)."""
+    """Sweep the length command at the task's top relevance command: ``length_sweep`` (with the token each
+    request was sent as), ``length_mae`` (supported commands 8..40) and ``length_mae_grid`` (the fixed grid
+    8, 16, 24, 32, 40, any task)."""
     commands = length_commands(student, task) if commands is None else commands
     len_runs = sweep_student(student, intents, task, commands, samples=samples, seed=seed, kind="length",
                              relevance=student.encoding.relevance_range[task][1], **sampling)
-    length_sweep = [{"length_command": c, "length_mean": round(float(s["length"].mean()), 2),
+    length_sweep = [{"length_command": c, "length_token": s["length_token"],
+                     "length_mean": round(float(s["length"].mean()), 2),
                      "length_std": round(float(s["length"].std()), 2),
                      "length_mae": round(float(np.abs(s["length"] - c).mean()), 2),
                      "relevance_mean": round(float(s["relevance"].mean()), 4), "n": s["n"]} for c, s in len_runs]
@@ -239,8 +242,9 @@ def write_report(result: dict, directory: str | Path) -> Path:
                   "| relevance command | achieved mean | sd | length | novelty |", "|---|---|---|---|---|"]
         lines += [f"| {s['relevance_command']:.3f} | {s['relevance_mean']:.3f} | {s['relevance_std']:.3f} | "
                   f"{s['length_mean']:.1f} | {s['novelty_mean']:.3f} |" for s in m["sweep"]]
-        lines += ["", "| length command | achieved mean | MAE |", "|---|---|---|"]
-        lines += [f"| {s['length_command']} | {s['length_mean']:.1f} | {s['length_mae']:.2f} |"
+        lines += ["", "| length command | token sent | achieved mean | MAE |", "|---|---|---|---|"]
+        lines += [f"| {s['length_command']} | {s['length_token']} | "
+                  f"{s['length_mean']:.1f} | {s['length_mae']:.2f} |"
                   for s in m["length_sweep"]]
         lines.append("")
     path = d / "README.md"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from udrl.evaluate import format_difference
+from udrl.commands import CommandEncoding
+from udrl.evaluate import LENGTH_GRID, format_difference
+from udrl.sampling import LengthCalibration
 from udrl.teacher import PROXY_PARAMETERS
 
 
@@ -117,6 +119,15 @@ def write_model_card(directory: str | Path) -> Path:
                   "", "| task | guidance scale | temperature | top-p |", "|---|---|---|---|"]
         lines += [f"| {t} | {v['guidance_scale']:g} | {v['temperature']:g} | {v['top_p']:g} |"
                   for t, v in sampling["tasks"].items()]
+        if sampling.get("length_calibration"):
+            lines += ["", "Length calibration: a request for n words is sent as the length command that gave n words "
+                          "on average in the same tuning run (measured per task at these settings).", "",
+                      "| task | " + " | ".join(f"{n} words" for n in LENGTH_GRID) + " |",
+                      "|---|" + "---|" * len(LENGTH_GRID)]
+            for task, points in sampling["length_calibration"].items():
+                curve = LengthCalibration.from_points(points)
+                sent = [CommandEncoding.clamp_length(curve.command_for(n)) for n in LENGTH_GRID]
+                lines.append(f"| {task} | " + " | ".join(f"token {t}" for t in sent) + " |")
     if metrics:
         lines += ["", "## Evaluation (held-out test intents)", "",
                   f"Command: `{metrics.get('command', 'python -m udrl evaluate')}`", "",

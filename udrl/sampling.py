@@ -5,6 +5,9 @@ where the reference is the opposite relevance command (see ``CommandEncoding.ref
 s > 1 widens the gap between what high and low commands produce. ``python -m udrl tune`` chooses the
 settings by measurement on intents the evaluation does not use and saves them as ``sampling.json`` beside
 the checkpoint; without that file every task samples at temperature 0.7, top-p 0.95, unguided.
+
+``tune`` also measures how many words each length command comes to at the chosen settings and saves that
+curve (:class:`LengthCalibration`): a request for n words then sends the command measured to give n words.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 SAMPLING_FILE = "sampling.json"
 # the grid `tune` measures; plain sampling (scale 1) is left out: without guidance the per-sample pearson
@@ -58,9 +63,62 @@ def load_sampling(directory: str | Path) -> dict[str, Sampling]:
                          "or delete it to sample with the defaults") from None
 
 
-def save_sampling(directory: str | Path, settings: dict[str, Sampling], provenance: dict) -> Path:
-    """Write ``sampling.json``: the settings and how they were chosen (``provenance``)."""
+@dataclass(frozen=True)
+class LengthCalibration:
+    """Mean words a task's outputs came to per length command (measured by ``tune``), read backwards: the
+    command for a requested length is interpolated on this curve, one word per command past its ends."""
+
+    commands: tuple[float, ...]
+    words: tuple[float, ...]
+
+    def __post_init__(self):
+        if len(self.commands) != len(self.words) or not self.commands:
+            raise ValueError("a length calibration needs as many measured lengths as commands, at least one")
+        if list(self.commands) != sorted(set(self.commands)):
+            raise ValueError(f"length calibration commands must increase, got {self.commands}")
+
+    @classmethod
+    def from_points(cls, points: list[list[float]]) -> LengthCalibration:
+        """From ``[[command, mean words], ...]`` as saved in ``sampling.json``."""
+        ordered = sorted((float(c), float(w)) for c, w in points)
+        return cls(tuple(c for c, _ in ordered), tuple(w for _, w in ordered))
+
+    def points(self) -> list[list[float]]:
+        return [[c, w] for c, w in zip(self.commands, self.words)]
+
+    def command_for(self, words: float) -> float:
+        """The length command expected to give ``words`` words on average."""
+        # the mean length grows with the command; a dip between neighbours is sampling noise, so only the
+        # points that set a new maximum are kept (np.interp needs increasing x)
+        kept = [i for i, w in enumerate(self.words) if w > max(self.words[:i], default=-math.inf)]
+        commands, measured = np.array(self.commands)[kept], np.array(self.words)[kept]
+        if words <= measured[0]:
+            return float(commands[0] + words - measured[0])
+        if words >= measured[-1]:
+            return float(commands[-1] + words - measured[-1])
+        return float(np.interp(words, measured, commands))
+
+
+def load_length_calibration(directory: str | Path) -> dict[str, LengthCalibration]:
+    """Task -> length calibration saved by ``tune`` with a checkpoint; empty when it has none."""
+    path = Path(directory, SAMPLING_FILE)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text()).get("length_calibration", {})
+        return {task: LengthCalibration.from_points(points) for task, points in data.items()}
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path} has an unreadable length calibration ({type(err).__name__}: {err}); rerun "
+                         "`python -m udrl tune` or delete it to sample with the defaults") from None
+
+
+def save_sampling(directory: str | Path, settings: dict[str, Sampling], provenance: dict,
+                  calibration: dict[str, LengthCalibration] | None = None) -> Path:
+    """Write ``sampling.json``: the settings, the length calibration if any and how they were chosen
+    (``provenance``)."""
     path = Path(directory, SAMPLING_FILE)
     data = {"tasks": {task: asdict(s) for task, s in settings.items()}, **provenance}
+    if calibration:
+        data["length_calibration"] = {task: c.points() for task, c in calibration.items()}
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path

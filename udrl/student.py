@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from udrl.commands import EOS, PAD, CommandEncoding, prompt_text
-from udrl.sampling import Sampling, load_sampling
+from udrl.sampling import LengthCalibration, Sampling, load_length_calibration, load_sampling
 
 MAX_INTENT_CHARS = 300  # the student saw intents of a few words; longer ones are cut
 
@@ -49,13 +49,15 @@ class Student:
     """
 
     def __init__(self, model, tokenizer, encoding: CommandEncoding, path: str | Path | None = None,
-                 gguf_path: str | Path | None = None, sampling: dict[str, Sampling] | None = None):
+                 gguf_path: str | Path | None = None, sampling: dict[str, Sampling] | None = None,
+                 length_calibration: dict[str, LengthCalibration] | None = None):
         from udrl.decoding import FastGPT2
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.encoding = encoding
         self.sampling = sampling or {}
+        self.length_calibration = length_calibration or {}
         self.path = str(path) if path else None
         self.fast = FastGPT2(model)
         self.single = None
@@ -85,6 +87,12 @@ class Student:
         """The task's sampling settings saved with the checkpoint (defaults when it has none)."""
         return self.sampling.get(task, Sampling())
 
+    def length_command(self, task: str, words: int) -> int:
+        """The length token to send for a request of ``words`` words: read off the task's measured
+        calibration when the checkpoint has one (:class:`udrl.sampling.LengthCalibration`)."""
+        calibration = self.length_calibration.get(task)
+        return words if calibration is None else self.encoding.clamp_length(calibration.command_for(words))
+
     def generate(self, intents: list[str], task: str, relevance: float | None = None,
                  length: float | None = None, n: int = 1, temperature: float | None = None,
                  top_p: float | None = None, guidance_scale: float | None = None, seed: int = 0,
@@ -92,7 +100,8 @@ class Student:
         """``n`` outputs per intent under one command, batched; the same seed gives the same outputs.
 
         ``relevance`` is in reward units (clamped to the checkpoint's range; default: the task's top),
-        ``length`` in words (clamped to 5..60; default: the teacher's median for the task). Sampling
+        ``length`` in words (clamped to 5..60; default: the teacher's median for the task; sent as the
+        command :meth:`length_command` picks for it). Sampling
         settings left at ``None`` take the checkpoint's values for the task (:meth:`sampling_for`).
         """
         enc = self.encoding
@@ -100,11 +109,12 @@ class Student:
         rel = enc.relevance_range[task][1] if relevance is None else enc.clamp_relevance(task, relevance)
         words = enc.length_median[task] if length is None else enc.clamp_length_command(length)
         sampling = self.sampling_for(task).replace(temperature, top_p, guidance_scale)
-        prompts = [self.prompt_ids(intent, task, rel, words) for intent in intents for _ in range(n)]
+        sent = self.length_command(task, words)
+        prompts = [self.prompt_ids(intent, task, rel, sent) for intent in intents for _ in range(n)]
         reference = enc.guidance_reference(task, rel)
         references = None
         if sampling.guidance_scale != 1.0 and reference is not None:
-            references = [self.prompt_ids(intent, task, reference, words) for intent in intents for _ in range(n)]
+            references = [self.prompt_ids(intent, task, reference, sent) for intent in intents for _ in range(n)]
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(int(seed) % (2**63))
         decoder = self.single if self.single is not None and len(prompts) == 1 else self.fast
@@ -114,7 +124,7 @@ class Student:
                                        guidance_scale=sampling.guidance_scale)
         texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        command = {"task": task, "relevance": rel, "length": words}
+        command = {"task": task, "relevance": rel, "length": words, "length_token": sent}
         settings = asdict(sampling)
         outs = [StudentOutput(t.strip(), elapsed_ms / len(prompts), len(ids), command, settings)
                 for t, ids in zip(texts, token_lists)]
@@ -140,9 +150,9 @@ def load_student(path: str | Path = "checkpoints/student") -> Student:
         encoding = CommandEncoding.load(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = GPT2LMHeadModel.from_pretrained(path)
-        sampling = load_sampling(path)
+        sampling, calibration = load_sampling(path), load_length_calibration(path)
         gguf = _gguf_for(path, model, tokenizer)
-        return Student(model, tokenizer, encoding, path, gguf, sampling)
+        return Student(model, tokenizer, encoding, path, gguf, sampling, calibration)
     except Exception as err:  # a torn download or a hand-edited file: say which and how to fix
         raise CheckpointError(f"student checkpoint at {path} is unreadable ({type(err).__name__}: "
                               f"{str(err)[:200]}); restore it with `git checkout -- {path}`") from None

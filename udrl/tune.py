@@ -5,7 +5,8 @@ the evaluation does not use (``skip`` passes over its intents), and the highest 
 the teacher on the same intents. The settings that meet the most of those goals are the finalists; their
 length command is swept too (length MAE <= 3 words is a goal as well). The finalist meeting the most goals
 wins, then the one whose smallest margin is largest; it is saved as ``sampling.json`` beside the checkpoint
-with every trial, so the choice can be checked. A rerun on the same intents reuses the trials it finds
+with every trial, so the choice can be checked, and with the words its length sweep came to per command
+(the length calibration the student reads requests through). Trials always send the commands as they are. A rerun on the same intents reuses the trials it finds
 there, so an interrupted or extended grid only measures what is new.
 """
 
@@ -21,8 +22,9 @@ from tqdm import tqdm
 from udrl import invocation
 from udrl.data import read_intents
 from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, PEARSON_GOAL, SPEARMAN_GOAL,
-                           length_control, relevance_control, supported_length_commands, teacher_stats)
-from udrl.sampling import GUIDANCE_SCALES, SAMPLING_FILE, TEMPERATURES, TOP_PS, Sampling, save_sampling
+                           length_control, relevance_control, teacher_stats)
+from udrl.sampling import (GUIDANCE_SCALES, SAMPLING_FILE, TEMPERATURES, TOP_PS, LengthCalibration, Sampling,
+                           save_sampling)
 
 
 def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
@@ -72,6 +74,7 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
     if not intents:
         raise ValueError(f"no intents left in {intents_file} after skipping {skip}")
     student = load_student(checkpoint)
+    calibrated, student.length_calibration = student.length_calibration, {}  # measure the raw commands
     key = {"intents": intents_file, "skip": skip, "n_intents": len(intents), "samples": samples, "seed": seed}
     cache = _cached(checkpoint, key)
     teacher = None
@@ -96,15 +99,16 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
         most = max(map(_relevance_goals_met, trials[task]))
         finalists = [t for t in trials[task] if _relevance_goals_met(t) == most]
         for trial in tqdm(finalists, desc=f"length {task}"):
-            if "length_mae" not in trial:
-                lengths = length_control(student, intents, task, samples, seed,
-                                         commands=supported_length_commands(student, task), **trial["sampling"])
+            if "length_curve" not in trial:
+                lengths = length_control(student, intents, task, samples, seed, **trial["sampling"])
                 trial["length_mae"] = lengths["length_mae"]
+                trial["length_curve"] = [[s["length_command"], s["length_mean"]] for s in lengths["length_sweep"]]
                 trial["margins"]["length"] = round((LENGTH_MAE_GOAL - lengths["length_mae"]) / LENGTH_MAE_GOAL, 4)
         best[task] = max(finalists, key=_rank)
         chosen[task] = Sampling(**best[task]["sampling"])
+        calibrated[task] = LengthCalibration.from_points(best[task]["length_curve"])
     provenance = {"command": invocation("tune", "udrl.tune.tune"), **key,
                   "teacher": {**cache.get("teacher", {}), **teachers}, "trials": {**cache.get("trials", {}), **trials}}
     merged = {**student.sampling, **chosen}  # tasks not tuned this time keep their settings
-    save_sampling(checkpoint, merged, provenance)
+    save_sampling(checkpoint, merged, provenance, calibrated)
     return {"sampling": {t: asdict(s) for t, s in chosen.items()}, "best": best, "teacher": teachers}
