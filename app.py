@@ -127,7 +127,8 @@ def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95,
     req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned)
     rows, m = run_student(req)
     cmd = m["command"]
-    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}, length {cmd['length']}; "
+    sent = "" if cmd["length_token"] == cmd["length"] else f" (sent as length token {cmd['length_token']})"
+    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}, length {cmd['length']}{sent}; "
                + _sampling_md(req, m) + _notes_md(req))
     return rows, summary
 

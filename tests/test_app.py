@@ -49,6 +49,15 @@ def test_steer_runs_student_only_and_notes_clamps(app):
         app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.7, 0.95, float("inf"), False)
 
 
+def test_steer_says_which_length_token_a_calibrated_request_was_sent_as(app, monkeypatch):
+    from udrl.sampling import LengthCalibration
+
+    calibration = {"image_prompt": LengthCalibration.from_points([[20, 22.0], [30, 33.0]])}
+    monkeypatch.setattr(app.MODELS.student, "length_calibration", calibration)
+    _, summary = app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0)
+    assert "length 25 (sent as length token 23)" in summary  # 20 + 10 * 3/11 = 22.7 -> 23
+
+
 def test_sweep_returns_two_figures(app):
     rel_fig, len_fig, note = app.sweep("lost cat poster", "search_queries", 1, 0)
     assert len(rel_fig.data) >= 3 and len(len_fig.data) >= 3  # teacher band, y = x, student
