@@ -134,6 +134,7 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     assert load_student(checkpoint).sampling_for("headline") == Sampling(**saved["tasks"]["headline"])
     chosen = max(trials, key=_rank)
     assert "length_mae" in chosen and "length" in chosen["margins"]  # finalists are checked on length too
+    assert chosen["calibrated"] and all(t.get("calibrated") == ("length_curve" in t) for t in trials)
     # the chosen setting's length sweep is saved as the calibration the student reads length requests through
     assert saved["length_calibration"]["headline"] == sorted(chosen["length_curve"])
     assert load_student(checkpoint).length_calibration["headline"].points() == sorted(chosen["length_curve"])
@@ -145,7 +146,8 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
 
     measured, calibrations = [], []
     real, real_length = udrl.tune.relevance_control, udrl.tune.length_control
-    monkeypatch.setattr(udrl.tune, "relevance_control", lambda *a, **kw: measured.append(kw) or real(*a, **kw))
+    monkeypatch.setattr(udrl.tune, "relevance_control",
+                        lambda *a, **kw: measured.append((dict(a[0].length_calibration), kw)) or real(*a, **kw))
     monkeypatch.setattr(udrl.tune, "length_control",
                         lambda *a, **kw: calibrations.append(dict(a[0].length_calibration)) or real_length(*a, **kw))
     for trial in saved["trials"]["headline"]:  # length sweeps to redo, under a calibration far off the mark
@@ -154,11 +156,16 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     (checkpoint / SAMPLING_FILE).write_text(json.dumps(saved))
     tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
          guidance_scales=(1.0, 2.0, 3.0), temperatures=(0.7,), top_ps=(0.95, 0.8))
-    assert [(kw["guidance_scale"], kw["top_p"]) for kw in measured] == [(1.0, 0.8), (2.0, 0.8), (3.0, 0.95),
-                                                                         (3.0, 0.8)]
+    screened = [(kw["guidance_scale"], kw["top_p"]) for calibration, kw in measured if not calibration]
+    assert screened == [(1.0, 0.8), (2.0, 0.8), (3.0, 0.95), (3.0, 0.8)]
     rerun = json.loads((checkpoint / SAMPLING_FILE).read_text())
     assert len(rerun["trials"]["headline"]) == 6
-    assert calibrations and all(c == {} for c in calibrations)  # trials send the commands as they are
+    assert calibrations and all(c == {} for c in calibrations)  # length sweeps send the commands as they are
+    # finalists' relevance is measured again through their own calibration, the one saved for the winner
+    finalists = [t for t in rerun["trials"]["headline"] if "length_curve" in t]
+    again = [(kw["guidance_scale"], kw["top_p"], c["headline"].points()) for c, kw in measured if c]
+    assert again == [(t["sampling"]["guidance_scale"], t["sampling"]["top_p"], sorted(t["length_curve"]))
+                     for t in finalists] and all(t["calibrated"] for t in finalists)
     assert rerun["length_calibration"]["headline"] == sorted(max(rerun["trials"]["headline"], key=_rank)["length_curve"])
 
 

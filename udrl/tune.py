@@ -2,11 +2,13 @@
 
 For every (guidance scale, temperature, top-p) of a grid, the relevance command is swept on tuning intents that
 the evaluation does not use (``skip`` passes over its intents), and the highest command is compared with
-the teacher on the same intents. The settings that meet the most of those goals are the finalists; their
-length command is swept too (length MAE <= 3 words is a goal as well). The finalist meeting the most goals
-wins, then the one whose smallest margin is largest; it is saved as ``sampling.json`` beside the checkpoint
-with every trial, so the choice can be checked, and with the words its length sweep came to per command
-(the length calibration the student reads requests through). Trials always send the commands as they are. A rerun on the same intents reuses the trials it finds
+the teacher on the same intents. The settings that meet the most of those goals are the finalists. Each
+finalist's length command is swept, with the commands sent as they are: the words each command came to
+are the finalist's length calibration, and its length MAE is a goal as well (<= 3 words). Then its
+relevance sweep is measured again as the student will run it, with length requests sent through that
+calibration (``"calibrated": true`` in its trial). The finalist meeting the most goals wins, then the
+one whose smallest margin is largest; it is saved as ``sampling.json`` beside the checkpoint with its
+calibration and every trial, so the choice can be checked. A rerun on the same intents reuses the trials it finds
 there, so an interrupted or extended grid only measures what is new.
 """
 
@@ -16,6 +18,7 @@ import json
 from dataclasses import asdict
 from itertools import product
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -25,6 +28,9 @@ from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, P
                            length_control, relevance_control, teacher_stats)
 from udrl.sampling import (GUIDANCE_SCALES, SAMPLING_FILE, TEMPERATURES, TOP_PS, LengthCalibration, Sampling,
                            save_sampling)
+
+if TYPE_CHECKING:
+    from udrl.student import Student
 
 
 def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
@@ -53,6 +59,19 @@ def _relevance_goals_met(trial: dict) -> int:
     return sum(m >= 0 for goal, m in trial["margins"].items() if goal != "length")
 
 
+def _relevance_trial(student: Student, intents: list[str], task: str, samples: int, seed: int, setting: dict,
+                     teacher: dict, calibration: LengthCalibration | None = None) -> dict:
+    """The relevance sweep of one setting and its goal margins; length requests go through ``calibration``
+    (none: sent as they are)."""
+    student.length_calibration = {task: calibration} if calibration else {}
+    try:
+        control = relevance_control(student, intents, task, samples, seed, **setting)
+    finally:
+        student.length_calibration = {}
+    return {"sampling": setting, "spearman": control["spearman"], "pearson": control["pearson"],
+            "top": control["top"], "margins": goal_margins(task, control, teacher)}
+
+
 def _cached(checkpoint: str, key: dict) -> dict:
     """Trials and teacher figures of an earlier run on the same intents, samples and seed."""
     path = Path(checkpoint, SAMPLING_FILE)
@@ -74,7 +93,7 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
     if not intents:
         raise ValueError(f"no intents left in {intents_file} after skipping {skip}")
     student = load_student(checkpoint)
-    calibrated, student.length_calibration = student.length_calibration, {}  # measure the raw commands
+    calibrated, student.length_calibration = student.length_calibration, {}  # trials set their own
     key = {"intents": intents_file, "skip": skip, "n_intents": len(intents), "samples": samples, "seed": seed}
     cache = _cached(checkpoint, key)
     teacher = None
@@ -91,10 +110,7 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
             setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale)
             trial = earlier.get(setting)
             if trial is None:
-                control = relevance_control(student, intents, task, samples, seed, **asdict(setting))
-                trial = {"sampling": asdict(setting), "spearman": control["spearman"],
-                         "pearson": control["pearson"], "top": control["top"],
-                         "margins": goal_margins(task, control, teachers[task])}
+                trial = _relevance_trial(student, intents, task, samples, seed, asdict(setting), teachers[task])
             trials[task].append(trial)
         most = max(map(_relevance_goals_met, trials[task]))
         finalists = [t for t in trials[task] if _relevance_goals_met(t) == most]
@@ -103,7 +119,12 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
                 lengths = length_control(student, intents, task, samples, seed, **trial["sampling"])
                 trial["length_mae"] = lengths["length_mae"]
                 trial["length_curve"] = [[s["length_command"], s["length_mean"]] for s in lengths["length_sweep"]]
-                trial["margins"]["length"] = round((LENGTH_MAE_GOAL - lengths["length_mae"]) / LENGTH_MAE_GOAL, 4)
+                trial.pop("calibrated", None)
+            if not trial.get("calibrated"):
+                curve = LengthCalibration.from_points(trial["length_curve"])
+                trial.update(_relevance_trial(student, intents, task, samples, seed, trial["sampling"],
+                                              teachers[task], curve), calibrated=True)
+            trial["margins"]["length"] = round((LENGTH_MAE_GOAL - trial["length_mae"]) / LENGTH_MAE_GOAL, 4)
         best[task] = max(finalists, key=_rank)
         chosen[task] = Sampling(**best[task]["sampling"])
         calibrated[task] = LengthCalibration.from_points(best[task]["length_curve"])
