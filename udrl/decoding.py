@@ -40,7 +40,7 @@ class _Layer:
 class FastGPT2:
     """Inference-only GPT-2 forward with a static KV cache; shares (does not copy) the model's tensors."""
 
-    SHARD_ROWS = 32  # rows per thread from which a batch is split into shards (see :meth:`generate`)
+    SHARD_ROWS = 16  # rows per thread from which a batch is split into shards (see :meth:`generate`)
 
     def __init__(self, model):
         cfg = model.config
@@ -125,10 +125,11 @@ class FastGPT2:
         reference rows run in the same batch and are fed the same tokens.
 
         A batch of at least ``SHARD_ROWS`` rows (prompts and references) per torch thread is split into
-        one shard per thread, decoded side by side on one thread each: this model's operations are too
-        small to share well between threads, and two single-threaded shards of a guided batch of 32
-        outrun one two-threaded batch by about a seventh here. Each shard draws from its own generator,
-        seeded from ``generator``: the same seed and thread count give the same outputs.
+        one shard per thread, decoded side by side on one thread each. This model's operations are too
+        small to share well between threads: two single-threaded shards outrun one two-threaded batch
+        here, by about a seventh for a guided batch of 32 and a tenth for an unguided one. Each shard
+        draws from its own generator, seeded from ``generator``: the same seed and thread count give the
+        same outputs.
         """
         references = references if _check_guidance(prompts, references, guidance_scale) else None
         rows = len(prompts) * (1 if references is None else 2)
