@@ -101,8 +101,8 @@ class Student:
 
         ``relevance`` is in reward units (clamped to the checkpoint's range; default: the task's top),
         ``length`` in words (clamped to 5..60; default: the teacher's median for the task; sent as the
-        command :meth:`length_command` picks for it). Sampling
-        settings left at ``None`` take the checkpoint's values for the task (:meth:`sampling_for`).
+        token :meth:`length_command` picks for it). Sampling settings left at ``None`` take the
+        checkpoint's values for the task (:meth:`sampling_for`).
         """
         enc = self.encoding
         enc.check_task(task)

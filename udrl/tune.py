@@ -8,8 +8,8 @@ are the finalist's length calibration, and its length MAE is a goal as well (<= 
 relevance sweep is measured again as the student will run it, with length requests sent through that
 calibration (``"calibrated": true`` in its trial). The finalist meeting the most goals wins, then the
 one whose smallest margin is largest; it is saved as ``sampling.json`` beside the checkpoint with its
-calibration and every trial, so the choice can be checked. A rerun on the same intents reuses the trials it finds
-there, so an interrupted or extended grid only measures what is new.
+calibration and every trial, so the choice can be checked. A rerun on the same intents reuses the trials
+it finds there, so an interrupted or extended grid only measures what is new.
 """
 
 from __future__ import annotations
