@@ -19,7 +19,7 @@ def test_command_is_read_off_the_measured_curve():
     assert curve.command_for(8.0) == pytest.approx(6.0)  # past the ends: one word per command
     assert curve.command_for(40.0) == pytest.approx(36.0)
     assert LengthCalibration.from_points(curve.points()) == curve
-    for bad in ([], [[10, 12.0], [10, 13.0]]):
+    for bad in ([], [[10, 12.0], [10, 13.0]], [[10, float("nan")]], [[10, "many"]]):
         with pytest.raises(ValueError):
             LengthCalibration.from_points(bad)
 

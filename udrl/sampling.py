@@ -74,6 +74,8 @@ class LengthCalibration:
     def __post_init__(self):
         if len(self.commands) != len(self.words) or not self.commands:
             raise ValueError("a length calibration needs as many measured lengths as commands, at least one")
+        if not all(math.isfinite(v) for v in self.commands + self.words):
+            raise ValueError(f"length calibration values must be finite numbers, got {self.points()}")
         if list(self.commands) != sorted(set(self.commands)):
             raise ValueError(f"length calibration commands must increase, got {self.commands}")
 
