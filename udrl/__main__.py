@@ -157,7 +157,8 @@ def cmd_tune(args) -> None:
               f"top-p {s['top_p']:.2f}: "
               f"spearman {best['spearman']:.3f} pearson {best['pearson']:.3f} top relevance "
               f"{top['relevance_mean']:.3f} (teacher {t['relevance_mean']:.3f}) diversity {top['diversity']:.3f} "
-              f"(teacher {t['diversity']:.3f}) length MAE {best.get('length_mae', float('nan')):.2f}")
+              f"(teacher {t['diversity']:.3f}) length MAE {best.get('length_mae', float('nan')):.2f} "
+              "before calibration")
     _refresh_card(args.checkpoint, str(Path(args.checkpoint) / "sampling.json"))
 
 
@@ -263,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("tune", help="choose each task's sampling settings (guidance, temperature, top-p)")
+    p = sub.add_parser("tune", help="choose each task's sampling settings (guidance, temperature, top-p) and "
+                                    "calibrate its length command")
     p.add_argument("--checkpoint", default="checkpoints/student")
     p.add_argument("--intents", default="data/intents/test.txt")
     p.add_argument("--tasks", default="image_prompt,search_queries,headline")
