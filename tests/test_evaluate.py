@@ -36,6 +36,31 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
     assert "## Evaluation" in card and "| headline |" in card
 
 
+def test_evaluate_outside_tuning_leaves_out_the_tuning_intents(tiny_student, tmp_path, monkeypatch, capsys):
+    import udrl.evaluate
+    from udrl.__main__ import main
+    from udrl.sampling import Sampling, save_sampling
+
+    lines = [f"intent {i}" for i in range(7)]
+    intents = tmp_path / "intents.txt"
+    intents.write_text("\n".join(lines) + "\n")
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(tiny_student, checkpoint)
+    save_sampling(checkpoint, {"headline": Sampling()}, {"intents": str(intents), "skip": 2, "n_intents": 3})
+    assert udrl.evaluate.tuning_window(str(checkpoint), str(intents)) == (2, 3)
+    seen = []
+    monkeypatch.setattr(udrl.evaluate, "evaluate_task", lambda student, teacher, chosen, *rest: seen.append(chosen))
+    result = evaluate(str(checkpoint), str(intents), ["headline"], samples=2, limit=3, skip=1,
+                      teacher_backend="none", outside_tuning=True)
+    assert seen == [["intent 1", "intent 5", "intent 6"]]  # 2..4 left out, then --skip 1 --limit 3
+    assert result["left_out"] == {"skip": 2, "n_intents": 3} and result["n_intents"] == 3
+    # a checkpoint tuned on nothing (or on another file) has nothing to leave out: one line, no traceback
+    assert main(["evaluate", "--checkpoint", str(tiny_student), "--intents", str(intents), "--teacher", "none",
+                 "--outside-tuning"]) == 2
+    err = capsys.readouterr().err
+    assert "was not tuned on" in err and "Traceback" not in err
+
+
 def test_paired_difference_interval():
     """The interval is over intents: a steady gain excludes zero, a noisy one of the same mean does not."""
     import numpy as np

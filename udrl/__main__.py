@@ -121,7 +121,7 @@ def cmd_evaluate(args) -> None:
     _check_intent_window(args)
     result = evaluate(str(_existing(args.checkpoint)), str(_existing(args.intents)), _tasks(args.tasks),
                       samples=args.samples, limit=args.limit, seed=args.seed, teacher_backend=args.teacher,
-                      skip=args.skip)
+                      skip=args.skip, outside_tuning=args.outside_tuning)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
     if args.report:
@@ -258,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=3, help="samples per intent and command")
     p.add_argument("--limit", type=int, default=40, help="number of intents (after the skipped ones)")
     p.add_argument("--skip", type=int, default=0, help="intents to pass over first (tune uses 60..139)")
+    p.add_argument("--outside-tuning", action="store_true",
+                   help="leave out the intents `tune` chose the checkpoint's settings on (before --skip/--limit)")
     p.add_argument("--teacher", default="llama.cpp", choices=["llama.cpp", "transformers", "none"])
     p.add_argument("--json", default="runs/eval.json")
     p.add_argument("--report", default=None)

@@ -12,6 +12,7 @@ from scipy.stats import bootstrap, pearsonr, spearmanr
 
 from udrl import invocation, rewards
 from udrl.data import read_intents
+from udrl.sampling import SAMPLING_FILE
 
 RELEVANCE_STEPS = 6
 LENGTH_GRID = (8, 16, 24, 32, 40)  # the same length commands for every task
@@ -177,21 +178,38 @@ def evaluate_task(student, teacher, intents: list[str], task: str, samples: int,
     return result
 
 
+def tuning_window(checkpoint: str, intents_file: str) -> tuple[int, int]:
+    """(skip, count) of the intents of ``intents_file`` that ``tune`` chose the checkpoint's settings on."""
+    path = Path(checkpoint, SAMPLING_FILE)
+    tuned = json.loads(path.read_text()) if path.is_file() else {}
+    if "skip" not in tuned or Path(tuned.get("intents", "")).resolve() != Path(intents_file).resolve():
+        raise ValueError(f"{checkpoint} was not tuned on {intents_file} (no such record in {path}): "
+                         "there are no tuning intents to leave out")
+    return int(tuned["skip"]), int(tuned["n_intents"])
+
+
 def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int = 4, limit: int | None = 60,
-             seed: int = 0, teacher_backend: str = "llama.cpp", skip: int = 0) -> dict:
+             seed: int = 0, teacher_backend: str = "llama.cpp", skip: int = 0, outside_tuning: bool = False) -> dict:
     """Evaluate a checkpoint on ``limit`` intents of a file after the first ``skip``; returns the
-    JSON-ready result."""
+    JSON-ready result. ``outside_tuning`` first leaves out the intents ``tune`` measured the checkpoint's
+    settings on (:func:`tuning_window`)."""
     from udrl.student import load_student
     from udrl.teacher import load_teacher
 
-    student = load_student(checkpoint)
-    intents = read_intents(intents_file)[skip : None if limit is None else skip + limit]
+    intents = read_intents(intents_file)
+    left_out = tuning_window(checkpoint, intents_file) if outside_tuning else None
+    if left_out:
+        intents = intents[: left_out[0]] + intents[left_out[0] + left_out[1] :]
+    intents = intents[skip : None if limit is None else skip + limit]
     if not intents:
         raise ValueError(f"no intents in {intents_file}" + (f" after skipping {skip}" if skip else ""))
+    student = load_student(checkpoint)
     teacher = None if teacher_backend == "none" else load_teacher(teacher_backend)
     result = {"checkpoint": checkpoint, "intents": intents_file, "skip": skip, "n_intents": len(intents),
               "samples": samples, "seed": seed, "command": invocation("evaluate", "udrl.evaluate.evaluate"),
               "parameters": student.parameters, "tasks": {}}
+    if left_out:
+        result["left_out"] = {"skip": left_out[0], "n_intents": left_out[1]}
     for task in tasks:
         result["tasks"][task] = evaluate_task(student, teacher, intents, task, samples, seed)
     return result
@@ -229,6 +247,9 @@ def write_report(result: dict, directory: str | Path) -> Path:
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     after = f" after the first {result['skip']}" if result.get("skip") else ""
+    if result.get("left_out"):
+        w = result["left_out"]
+        after += f" (the {w['n_intents']} tuning intents, {w['skip'] + 1} to {w['skip'] + w['n_intents']}, left out)"
     lines = ["# Student evaluation", "", f"Checkpoint `{result['checkpoint']}`, {result['n_intents']} intents "
              f"from `{result['intents']}`{after}, {result['samples']} samples per intent and command.", "",
              f"Command: `{result['command']}`", "", "```", *summary_lines(result), "```", ""]
