@@ -182,7 +182,8 @@ def tuning_window(checkpoint: str, intents_file: str) -> tuple[int, int]:
     """(skip, count) of the intents of ``intents_file`` that ``tune`` chose the checkpoint's settings on."""
     path = Path(checkpoint, SAMPLING_FILE)
     tuned = json.loads(path.read_text()) if path.is_file() else {}
-    if "skip" not in tuned or Path(tuned.get("intents", "")).resolve() != Path(intents_file).resolve():
+    recorded = "skip" in tuned and "n_intents" in tuned and "intents" in tuned
+    if not recorded or Path(tuned["intents"]).resolve() != Path(intents_file).resolve():
         raise ValueError(f"{checkpoint} was not tuned on {intents_file} (no such record in {path}): "
                          "there are no tuning intents to leave out")
     return int(tuned["skip"]), int(tuned["n_intents"])
