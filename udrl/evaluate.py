@@ -12,7 +12,7 @@ from scipy.stats import bootstrap, pearsonr, spearmanr
 
 from udrl import invocation, rewards
 from udrl.data import read_intents
-from udrl.sampling import SAMPLING_FILE
+from udrl.sampling import SAMPLING_FILE, read_sampling_record
 
 RELEVANCE_STEPS = 6
 LENGTH_GRID = (8, 16, 24, 32, 40)  # the same length commands for every task
@@ -180,11 +180,10 @@ def evaluate_task(student, teacher, intents: list[str], task: str, samples: int,
 
 def tuning_window(checkpoint: str, intents_file: str) -> tuple[int, int]:
     """(skip, count) of the intents of ``intents_file`` that ``tune`` chose the checkpoint's settings on."""
-    path = Path(checkpoint, SAMPLING_FILE)
-    tuned = json.loads(path.read_text()) if path.is_file() else {}
+    tuned = read_sampling_record(checkpoint) or {}
     recorded = "skip" in tuned and "n_intents" in tuned and "intents" in tuned
     if not recorded or Path(tuned["intents"]).resolve() != Path(intents_file).resolve():
-        raise ValueError(f"{checkpoint} was not tuned on {intents_file} (no such record in {path}): "
+        raise ValueError(f"{checkpoint} was not tuned on {intents_file} (no such record in its {SAMPLING_FILE}): "
                          "there are no tuning intents to leave out")
     return int(tuned["skip"]), int(tuned["n_intents"])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from udrl.commands import CommandEncoding
 from udrl.evaluate import LENGTH_GRID, format_difference
 from udrl.sampling import LengthCalibration
 from udrl.teacher import PROXY_PARAMETERS
@@ -126,7 +125,7 @@ def write_model_card(directory: str | Path) -> Path:
                       "|---|" + "---|" * len(LENGTH_GRID)]
             for task, points in sampling["length_calibration"].items():
                 curve = LengthCalibration.from_points(points)
-                sent = [CommandEncoding.clamp_length(curve.command_for(n)) for n in LENGTH_GRID]
+                sent = [curve.token_for(n) for n in LENGTH_GRID]
                 lines.append(f"| {task} | " + " | ".join(f"token {t}" for t in sent) + " |")
     if metrics:
         lines += ["", "## Evaluation (held-out test intents)", "",

@@ -13,12 +13,15 @@ curve (:class:`LengthCalibration`): a request for n words then sends the command
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from udrl.commands import CommandEncoding
 
 SAMPLING_FILE = "sampling.json"
 # the grid `tune` measures; plain sampling (scale 1) is left out: without guidance the per-sample pearson
@@ -50,14 +53,19 @@ class Sampling:
         return dataclasses.replace(self, **{k: float(v) for k, v in given.items() if v is not None})
 
 
+def read_sampling_record(directory: str | Path) -> dict | None:
+    """The whole ``sampling.json`` of a checkpoint (settings, length calibration, how they were chosen);
+    None when it has none. Unparsable JSON raises ``ValueError``."""
+    path = Path(directory, SAMPLING_FILE)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def load_sampling(directory: str | Path) -> dict[str, Sampling]:
     """Task -> settings saved with a checkpoint; empty when it has none (the defaults apply)."""
     path = Path(directory, SAMPLING_FILE)
-    if not path.is_file():
-        return {}
     try:
-        data = json.loads(path.read_text())
-        return {task: Sampling(**values) for task, values in data["tasks"].items()}
+        data = read_sampling_record(directory)
+        return {} if data is None else {task: Sampling(**values) for task, values in data["tasks"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path} is unreadable ({type(err).__name__}: {err}); rerun `python -m udrl tune` "
                          "or delete it to sample with the defaults") from None
@@ -88,26 +96,32 @@ class LengthCalibration:
     def points(self) -> list[list[float]]:
         return [[c, w] for c, w in zip(self.commands, self.words)]
 
-    def command_for(self, words: float) -> float:
-        """The length command expected to give ``words`` words on average."""
+    @functools.cached_property
+    def _increasing(self) -> tuple[np.ndarray, np.ndarray]:
         # the mean length grows with the command; a dip between neighbours is sampling noise, so only the
         # points that set a new maximum are kept (np.interp needs increasing x)
         kept = [i for i, w in enumerate(self.words) if w > max(self.words[:i], default=-math.inf)]
-        commands, measured = np.array(self.commands)[kept], np.array(self.words)[kept]
+        return np.array(self.commands)[kept], np.array(self.words)[kept]
+
+    def command_for(self, words: float) -> float:
+        """The length command expected to give ``words`` words on average."""
+        commands, measured = self._increasing
         if words <= measured[0]:
             return float(commands[0] + words - measured[0])
         if words >= measured[-1]:
             return float(commands[-1] + words - measured[-1])
         return float(np.interp(words, measured, commands))
 
+    def token_for(self, words: float) -> int:
+        """The length token to send for a request of ``words`` words."""
+        return CommandEncoding.clamp_length(self.command_for(words))
+
 
 def load_length_calibration(directory: str | Path) -> dict[str, LengthCalibration]:
     """Task -> length calibration saved by ``tune`` with a checkpoint; empty when it has none."""
     path = Path(directory, SAMPLING_FILE)
-    if not path.is_file():
-        return {}
     try:
-        data = json.loads(path.read_text()).get("length_calibration", {})
+        data = (read_sampling_record(directory) or {}).get("length_calibration", {})
         return {task: LengthCalibration.from_points(points) for task, points in data.items()}
     except (ValueError, TypeError, AttributeError) as err:
         raise ValueError(f"{path} has an unreadable length calibration ({type(err).__name__}: {err}); rerun "

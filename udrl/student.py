@@ -91,7 +91,7 @@ class Student:
         """The length token to send for a request of ``words`` words: read off the task's measured
         calibration when the checkpoint has one (:class:`udrl.sampling.LengthCalibration`)."""
         calibration = self.length_calibration.get(task)
-        return words if calibration is None else self.encoding.clamp_length(calibration.command_for(words))
+        return words if calibration is None else calibration.token_for(words)
 
     def generate(self, intents: list[str], task: str, relevance: float | None = None,
                  length: float | None = None, n: int = 1, temperature: float | None = None,

@@ -14,10 +14,8 @@ it finds there, so an interrupted or extended grid only measures what is new.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from itertools import product
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
@@ -26,8 +24,8 @@ from udrl import invocation
 from udrl.data import read_intents
 from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, PEARSON_GOAL, SPEARMAN_GOAL,
                            length_control, relevance_control, teacher_stats)
-from udrl.sampling import (GUIDANCE_SCALES, SAMPLING_FILE, TEMPERATURES, TOP_PS, LengthCalibration, Sampling,
-                           save_sampling)
+from udrl.sampling import (GUIDANCE_SCALES, TEMPERATURES, TOP_PS, LengthCalibration, Sampling,
+                           read_sampling_record, save_sampling)
 
 if TYPE_CHECKING:
     from udrl.student import Student
@@ -74,10 +72,7 @@ def _relevance_trial(student: Student, intents: list[str], task: str, samples: i
 
 def _cached(checkpoint: str, key: dict) -> dict:
     """Trials and teacher figures of an earlier run on the same intents, samples and seed."""
-    path = Path(checkpoint, SAMPLING_FILE)
-    if not path.is_file():
-        return {}
-    earlier = json.loads(path.read_text())
+    earlier = read_sampling_record(checkpoint) or {}
     return earlier if all(earlier.get(k) == v for k, v in key.items()) else {}
 
 
