@@ -83,7 +83,7 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     intents = tmp_path / "intents.txt"
     intents.write_text("lost cat\nholiday sale\nski trip\nbook fair\n")
     result = run_bench(str(checkpoint), str(intents), task="headline", prompts=4, batch_size=8,
-                       teachers=("llama.cpp",), show=False)
+                       teachers=("llama.cpp",), show=False, round_size=2)
     s = result["student"]
     assert s["p50_ms"] > 0 and s["tokens_per_s"] > 0 and s["batch_tokens_per_s"] > 0 and s["peak_rss_mb"] > 0
     # guided by its checkpoint's settings, so also measured without guidance
@@ -94,6 +94,7 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     assert result["teacher_llamacpp"]["parameters"] > 100_000_000
     assert result["speedup_vs_llamacpp"] > 0
     assert s["prompts"] == result["teacher_llamacpp"]["prompts"] == 4  # both ran every prompt, in turns
+    assert s["batches"] == unguided["batches"] == 2  # one batch in each round of turns (4 prompts, 2 a turn)
 
 
 def test_bench_reports_a_worker_that_cannot_start(tiny_student, tmp_path):

@@ -2,7 +2,7 @@
 
 Each model runs in its own process, so its peak RSS is its own, and the models take turns over the
 prompts. Latency is end to end (tokenize, generate, decode) for one prompt at a time; batch throughput is
-the student's at batch 32. The student samples with its checkpoint's settings for the task; when those
+the student's at batch 32, one batch in each round of turns. The student samples with its checkpoint's settings for the task; when those
 include command guidance (two forward rows per output), it is measured a second time without guidance
 (``student_unguided``), taking turns with the others.
 """
@@ -87,15 +87,11 @@ def _serve(runner_class, args: tuple, inbox, outbox) -> None:
                 tokens, text = runner.one(intent)
                 results.append(((time.perf_counter() - started) * 1000, tokens, len(text.split())))
             outbox.put(("ok", results))
-        elif request == "batch":  # (seconds, tokens) per run
-            intents, runs = payload
-            runner.batch(intents, seed=99)  # warm-up at this batch size
-            timings = []
-            for r in range(runs):
-                started = time.perf_counter()
-                tokens = runner.batch(intents, seed=r)
-                timings.append((time.perf_counter() - started, tokens))
-            outbox.put(("ok", timings))
+        elif request == "batch":  # one batch: (seconds, tokens)
+            intents, seed = payload
+            started = time.perf_counter()
+            tokens = runner.batch(intents, seed=seed)
+            outbox.put(("ok", (time.perf_counter() - started, tokens)))
         else:  # stop: what the model is and the most memory this process held
             outbox.put(("ok", {**runner.describe(), "peak_rss_mb": round(_peak_rss_mb(), 1)}))
             return
@@ -145,8 +141,9 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
               show: bool = True, round_size: int = 4, warmup: int = 3) -> dict:
     """Measure student and teachers; print a table and return the JSON-ready result.
 
-    The models take turns, ``round_size`` prompts each, rather than one after the other: a long run
-    slows this machine down (a shared, throttled CPU), so whoever ran last would be measured slower.
+    The models take turns, ``round_size`` prompts each, rather than one after the other, and each round
+    ends with one timed batch per student: a long run slows this machine down (a shared, throttled CPU),
+    so whatever ran last would be measured slower.
     """
     from udrl.student import check_checkpoint
 
@@ -167,14 +164,18 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
         if load_sampling(checkpoint).get(task, Sampling()).guidance_scale != 1.0:
             students["student_unguided"] = _Worker(_StudentRunner, checkpoint, task, length, 1.0)
         workers = {**students, **workers}
-        for worker in workers.values():
+        batch = (intents * (batch_size // len(intents) + 1))[:batch_size]
+        for name, worker in workers.items():
             worker.call("run", intents[:warmup])
+            if name in students:
+                worker.call("batch", (batch, 99))  # warm-up at this batch size
         runs: dict[str, list] = {name: [] for name in workers}
-        for start in range(0, len(intents), round_size):
+        batches: dict[str, list] = {name: [] for name in students}
+        for seed, start in enumerate(range(0, len(intents), round_size)):
             for name, worker in workers.items():
                 runs[name] += worker.call("run", intents[start : start + round_size])
-        batch = (intents * (batch_size // len(intents) + 1))[:batch_size]
-        batches = {name: workers[name].call("batch", (batch, 3)) for name in students}
+            for name in students:  # a batch in every round too, so it meets the same machine states
+                batches[name].append(workers[name].call("batch", (batch, seed)))
         for name, worker in workers.items():
             result[name] = {**_summary(runs[name]), **worker.close()}
     finally:
@@ -183,7 +184,7 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
                 worker.proc.kill()
     for name, timings in batches.items():
         elapsed = sum(t for t, _ in timings)
-        result[name].update({"batch_size": batch_size, "threads": int(os.environ.get("UDRL_THREADS", 2)),
+        result[name].update({"batch_size": batch_size, "batches": len(timings), "threads": int(os.environ.get("UDRL_THREADS", 2)),
                              "batch_prompts_per_s": round(batch_size * len(timings) / elapsed, 1),
                              "batch_tokens_per_s": round(sum(n for _, n in timings) / elapsed, 1)})
     s = result["student"]
