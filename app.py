@@ -21,7 +21,7 @@ from udrl import rewards  # noqa: E402
 from udrl.annotations import VERDICTS, AnnotationError, RatingStore  # noqa: E402
 from udrl.data import read_intents  # noqa: E402
 from udrl.inputs import (  # noqa: E402
-    GUIDANCE_RANGE, MAX_INTENT_CHARS, MAX_SAMPLES, InputError, clean_intent, parse_request,
+    GUIDANCE_RANGE, MAX_INTENT_CHARS, MAX_SAMPLES, PENALTY_RANGE, InputError, clean_intent, parse_request,
 )
 from udrl.plots import length_figure, relevance_figure  # noqa: E402
 from udrl.service import ModelUnavailable, Models  # noqa: E402
@@ -53,14 +53,15 @@ def _fail(err: Exception) -> gr.Error:
     return gr.Error(str(err), title="Cannot run this request")
 
 
-def _request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, tuned=True):
+def _request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, tuned=True,
+             penalty=None):
     try:
         student = MODELS.student
         ranges = student.encoding.relevance_range
     except ModelUnavailable:
         ranges = None
     try:
-        return parse_request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned,
+        return parse_request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty,
                              tasks=list(TASK_NAMES), relevance_range=ranges)
     except InputError as err:
         raise _fail(err) from None
@@ -82,7 +83,8 @@ def run_student(req) -> tuple[list[list], dict]:
     with MODELS.student_lock:
         started = time.perf_counter()
         sampling = {} if req.tuned_sampling else {"temperature": req.temperature, "top_p": req.top_p,
-                                                   "guidance_scale": req.guidance_scale}
+                                                   "guidance_scale": req.guidance_scale,
+                                                   "repetition_penalty": req.repetition_penalty}
         outs = student.generate([req.intent], req.task, relevance=req.relevance, length=req.length, n=req.n,
                                 seed=req.seed, **sampling)[0]
         elapsed = time.perf_counter() - started
@@ -119,12 +121,13 @@ def _sampling_md(req, m: dict) -> str:
     s = m["sampling"]
     source = "the checkpoint's for this task" if req.tuned_sampling else "set by hand"
     return (f"student sampling ({source}): guidance {s['guidance_scale']:g}, temperature {s['temperature']:g}, "
-            f"top-p {s['top_p']:g}")
+            f"top-p {s['top_p']:g}, repetition penalty {s['repetition_penalty']:g}")
 
 
-def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=1.0, tuned=True):
+def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=1.0, tuned=True,
+          penalty=1.0):
     """Student only, for the sliders: outputs and their rewards under the chosen command."""
-    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned)
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty)
     rows, m = run_student(req)
     cmd = m["command"]
     sent = "" if cmd["length_token"] == cmd["length"] else f" (sent as length token {cmd['length_token']})"
@@ -133,9 +136,10 @@ def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95,
     return rows, summary
 
 
-def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=1.0, tuned=True):
+def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=1.0, tuned=True,
+            penalty=1.0):
     """Teacher and student side by side on one intent, with rewards, latency and the speed-up."""
-    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned)
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty)
     s_rows, s = run_student(req)
     try:
         t_rows, t = run_teacher(req)
@@ -190,14 +194,15 @@ def sweep(intent, task, n, seed, progress=gr.Progress()):
 
 def task_controls(task):
     """The sliders for a task: the relevance range its checkpoint supports (set to the top), and the
-    checkpoint's guidance for it (the starting point for setting it by hand)."""
+    checkpoint's guidance and repetition penalty for it (the starting point for setting them by hand)."""
     try:
         student = MODELS.student
         lo, hi = student.encoding.relevance_range[task]
-        guidance = student.sampling_for(task).guidance_scale
+        sampling = student.sampling_for(task)
     except (ModelUnavailable, KeyError):
-        return gr.Slider(minimum=0.0, maximum=1.0, value=0.7), 1.0
-    return gr.Slider(minimum=lo, maximum=hi, value=hi, step=0.005), guidance
+        return gr.Slider(minimum=0.0, maximum=1.0, value=0.7), 1.0, 1.0
+    return (gr.Slider(minimum=lo, maximum=hi, value=hi, step=0.005), sampling.guidance_scale,
+            sampling.repetition_penalty)
 
 
 def on_load(task):
@@ -314,6 +319,9 @@ def build_demo() -> gr.Blocks:
                     guidance = gr.Slider(*GUIDANCE_RANGE, value=1.0, step=0.1, label="Command guidance (student)",
                                          info="Scales the difference the relevance command makes (1 = none)",
                                          elem_id="guidance")
+                    penalty = gr.Slider(*PENALTY_RANGE, value=1.0, step=0.05, label="Repetition penalty (student)",
+                                        info="Lowers the odds of tokens the output already holds (1 = none)",
+                                        elem_id="penalty")
                     seed = gr.Number(value=0, precision=0, label="Seed")
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -367,8 +375,8 @@ def build_demo() -> gr.Blocks:
             csv_file = gr.File(label="ratings.csv")
 
         # events
-        inputs = [intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned]
-        controls = [relevance, guidance]
+        inputs = [intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty]
+        controls = [relevance, guidance, penalty]
         demo.load(on_load, task, [status_md, timer, *controls], api_visibility="private")
         timer.tick(status, outputs=[status_md, timer], api_visibility="private")
         task.change(task_controls, task, controls, api_visibility="private")

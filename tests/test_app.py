@@ -42,9 +42,14 @@ def test_steer_runs_student_only_and_notes_clamps(app):
     rows, summary = app.steer("holiday sale", "image_prompt", 5.0, 25, 1, 0)
     assert len(rows) == 1 and "relevance 5 is outside" in summary
     assert "the checkpoint's for this task): guidance 1, temperature 0.7" in summary  # tiny checkpoint: defaults
-    rows, summary = app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.3, 0.9, 9, False)
+    assert "repetition penalty 1" in summary
+    rows, summary = app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.3, 0.9, 9, False, 1.4)
     assert "guidance 9 is outside 1..5; used 5" in summary
-    assert "(set by hand): guidance 5, temperature 0.3, top-p 0.9" in summary
+    assert "(set by hand): guidance 5, temperature 0.3, top-p 0.9, repetition penalty 1.4" in summary
+    _, summary = app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.3, 0.9, 1, False, 0)
+    assert "repetition penalty 0 is outside 1..3; used 1" in summary
+    with pytest.raises(gr.Error, match="repetition penalty must be a finite number"):
+        app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.7, 0.95, 1, False, float("nan"))
     with pytest.raises(gr.Error, match="guidance must be a finite number"):
         app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.7, 0.95, float("inf"), False)
 
@@ -65,10 +70,11 @@ def test_sweep_returns_two_figures(app):
 
 
 def test_task_controls_come_from_checkpoint(app):
-    slider, guidance = app.task_controls("headline")
+    slider, guidance, penalty = app.task_controls("headline")
     lo, hi = app.MODELS.student.encoding.relevance_range["headline"]
     assert (slider.minimum, slider.maximum, slider.value) == (lo, hi, hi)
     assert guidance == app.MODELS.student.sampling_for("headline").guidance_scale
+    assert penalty == app.MODELS.student.sampling_for("headline").repetition_penalty
 
 
 def test_annotation_round_trip(app):

@@ -22,7 +22,8 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
         assert -1 <= m["spearman"] <= 1 and -1 <= m["pearson"] <= 1 and m["length_mae"] >= 0
         assert {"relevance_mean", "length_mean", "novelty_mean", "diversity"} <= set(m["teacher"])
         assert {"relevance_mean", "novelty_mean", "diversity"} <= set(m["top"])
-        assert m["sampling"] == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 1.0}  # no sampling.json
+        assert m["sampling"] == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 1.0,
+                                 "repetition_penalty": 1.0}  # no sampling.json
         diff = m["top_vs_teacher"]
         assert diff["n_intents"] == 3 and diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
     json.dumps(result, allow_nan=False)  # strict JSON

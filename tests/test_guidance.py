@@ -84,7 +84,7 @@ def test_student_guidance_changes_outputs_and_stays_seeded(tiny_student):
     assert texts(guidance_scale=3.0) == texts(guidance_scale=3.0)
     assert texts(guidance_scale=1.0) == texts()  # the tiny checkpoint has no sampling.json: unguided
     out = student.generate(["lost cat"], "headline", relevance=hi, guidance_scale=3.0)[0][0]
-    assert out.sampling == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 3.0}
+    assert out.sampling == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 3.0, "repetition_penalty": 1.0}
 
 
 def test_sampling_settings_saved_with_the_checkpoint(tiny_student, tmp_path):
@@ -125,10 +125,11 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     checkpoint = tmp_path / "student"
     shutil.copytree(tiny_student, checkpoint)
     result = tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
-                  guidance_scales=(1.0, 2.0), temperatures=(0.7,), top_ps=(0.95,))
+                  guidance_scales=(1.0, 2.0), temperatures=(0.7,), top_ps=(0.95,), repetition_penalties=(1.0,))
     saved = json.loads((checkpoint / SAMPLING_FILE).read_text())
     trials = saved["trials"]["headline"]
     assert [t["sampling"]["guidance_scale"] for t in trials] == [1.0, 2.0]
+    assert all(t["sampling"]["repetition_penalty"] == 1.0 for t in trials)
     assert saved["tasks"]["headline"] == max(trials, key=_rank)["sampling"] == result["sampling"]["headline"]
     assert saved["skip"] == 60 and saved["n_intents"] == 2 and saved["teacher"]["headline"]["n"] == 4
     assert load_student(checkpoint).sampling_for("headline") == Sampling(**saved["tasks"]["headline"])
@@ -153,14 +154,17 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
                         or real_length(*a, **kw))
     for trial in saved["trials"]["headline"]:  # length sweeps to redo, under a calibration far off the mark
         trial.pop("length_curve", None)
+        trial["sampling"].pop("repetition_penalty")  # as recorded before the penalty existed: still reused
     saved["length_calibration"]["headline"] = [[5, 50.0], [6, 60.0]]
     (checkpoint / SAMPLING_FILE).write_text(json.dumps(saved))
     tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
-         guidance_scales=(1.0, 2.0, 3.0), temperatures=(0.7,), top_ps=(0.95, 0.8))
+         guidance_scales=(1.0, 2.0, 3.0), temperatures=(0.7,), top_ps=(0.95, 0.8), repetition_penalties=(1.0,))
     screened = [(kw["guidance_scale"], kw["top_p"]) for calibration, kw in measured if not calibration]
     assert screened == [(1.0, 0.8), (2.0, 0.8), (3.0, 0.95), (3.0, 0.8)]
     rerun = json.loads((checkpoint / SAMPLING_FILE).read_text())
     assert len(rerun["trials"]["headline"]) == 6
+    assert all(t["sampling"]["repetition_penalty"] == 1.0 for t in rerun["trials"]["headline"])
+    assert rerun["commands"] == {"headline": rerun["command"]}
     assert calibrations and all(c == {} for c in calibrations)  # length sweeps send the commands as they are
     # finalists' relevance is measured again through their own calibration, the one saved for the winner
     finalists = [t for t in rerun["trials"]["headline"] if "length_curve" in t]

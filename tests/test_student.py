@@ -136,6 +136,9 @@ def test_llama_cpp_path_matches_pytorch(tiny_student):
     assert torch.allclose(student.single.last_logits(), ref, atol=1e-4)
     greedy = [student.single.generate([ids], 15, student.eos_id, student.pad_id, temperature=0)[0]]
     assert greedy == student.fast.generate([ids], 15, student.eos_id, student.pad_id, temperature=0)
+    penalised = student.single.generate([ids], 15, student.eos_id, student.pad_id, temperature=0, repetition_penalty=2)
+    assert penalised == student.fast.generate([ids], 15, student.eos_id, student.pad_id, temperature=0,
+                                              repetition_penalty=2) != [greedy[0]]
     sampled = [student.single.generate([ids], 15, student.eos_id, student.pad_id, temperature=0.8, top_p=0.9,
                                        generator=torch.Generator().manual_seed(3))[0]]
     assert sampled == student.fast.generate([ids], 15, student.eos_id, student.pad_id, temperature=0.8, top_p=0.9,
@@ -151,16 +154,20 @@ def test_batched_left_padding_matches_single(tiny_student):
     assert fast.generate([short, long], 10, student.eos_id, student.pad_id, temperature=0) == single
 
 
-def _random_gpt2():
-    """A FastGPT2 over a random GPT-2 with large weights (varied, context-dependent greedy outputs) and
-    eight random prompts of 3 to 14 tokens."""
+def _random_model():
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                      initializer_range=0.4)).eval()
+
+
+def _random_gpt2(model=None):
+    """A FastGPT2 over a random GPT-2 with large weights (varied, context-dependent greedy outputs) and
+    eight random prompts of 3 to 14 tokens."""
     from udrl.decoding import FastGPT2
 
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                                       initializer_range=0.4)).eval()
+    model = model or _random_model()
     gen = torch.Generator().manual_seed(1)
     return FastGPT2(model), [torch.randint(1, 40, (n,), generator=gen).tolist() for n in (3, 5, 6, 8, 9, 11, 12, 14)]
 
@@ -179,6 +186,37 @@ def test_batch_drops_finished_rows_without_changing_the_others():
     single = [fast.generate([p], 30, stop, 0, temperature=0)[0] for p in prompts]
     assert len({len(s) for s in single}) >= 3, "rows should finish at different steps"
     assert fast.generate(prompts, 30, stop, 0, temperature=0) == single
+
+
+def test_repetition_penalty_equals_transformers_over_the_output():
+    """The penalty is transformers' RepetitionPenaltyLogitsProcessor over the output's tokens (the prompt is
+    not counted): greedy decoding equals ``generate`` with that processor, alone, batched with rows leaving
+    the batch and in shards; it changes what is decoded."""
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    model = _random_model()
+    fast, prompts = _random_gpt2(model)
+    expected = []
+    for p in prompts:
+        processor = RepetitionPenaltyLogitsProcessor(1.8, prompt_ignore_length=len(p))
+        with torch.no_grad():
+            ref = model.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                                 do_sample=False, max_new_tokens=20, eos_token_id=0, pad_token_id=0,
+                                 logits_processor=LogitsProcessorList([processor]))
+        out = ref[0, len(p):].tolist()
+        expected.append(out[: out.index(0)] if 0 in out else out)
+    single = [fast.generate([p], 20, 0, 0, temperature=0, repetition_penalty=1.8)[0] for p in prompts]
+    assert single == expected
+    assert single != [fast.generate([p], 20, 0, 0, temperature=0)[0] for p in prompts]
+    assert len({len(out) for out in expected}) >= 3, "rows should finish at different steps"
+    assert fast.generate(prompts, 20, 0, 0, temperature=0, repetition_penalty=1.8) == expected
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fast.SHARD_ROWS = 2
+        assert fast.generate(prompts, 20, 0, 0, temperature=0, repetition_penalty=1.8) == expected
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_large_batches_split_into_one_shard_per_thread():

@@ -148,13 +148,14 @@ def cmd_tune(args) -> None:
     _check_intent_window(args)
     grid = {"guidance_scales": _floats(args.guidance_scales, "--guidance-scales", 1.0, 5.0),
             "temperatures": _floats(args.temperatures, "--temperatures", 0.0, 2.0),
-            "top_ps": _floats(args.top_ps, "--top-ps", 0.05, 1.0)}
+            "top_ps": _floats(args.top_ps, "--top-ps", 0.05, 1.0),
+            "repetition_penalties": _floats(args.repetition_penalties, "--repetition-penalties", 1.0, 3.0)}
     result = tune(str(_existing(args.checkpoint)), str(_existing(args.intents)), _tasks(args.tasks), skip=args.skip,
                   limit=args.limit, samples=args.samples, seed=args.seed, teacher_backend=args.teacher, **grid)
     for task, best in result["best"].items():
         s, top, t = best["sampling"], best["top"], result["teacher"][task]
         print(f"{task:<15} guidance {s['guidance_scale']:.1f} temperature {s['temperature']:.2f} "
-              f"top-p {s['top_p']:.2f}: "
+              f"top-p {s['top_p']:.2f} repetition penalty {s.get('repetition_penalty', 1.0):.2f}: "
               f"spearman {best['spearman']:.3f} pearson {best['pearson']:.3f} top relevance "
               f"{top['relevance_mean']:.3f} (teacher {t['relevance_mean']:.3f}) diversity {top['diversity']:.3f} "
               f"(teacher {t['diversity']:.3f}) length MAE {best.get('length_mae', float('nan')):.2f} "
@@ -181,7 +182,7 @@ def _refresh_card(checkpoint: str, written: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from udrl.sampling import GUIDANCE_SCALES, TEMPERATURES, TOP_PS
+    from udrl.sampling import GUIDANCE_SCALES, REPETITION_PENALTIES, TEMPERATURES, TOP_PS
 
     parser = _Parser(prog="python -m udrl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -281,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid (1 = no guidance: the grid for a student trained with --distil-guidance)")
     p.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)), help="grid")
     p.add_argument("--top-ps", default=",".join(map(str, TOP_PS)), help="grid")
+    p.add_argument("--repetition-penalties", default=",".join(map(str, REPETITION_PENALTIES)),
+                   help="grid (1 = none; applied to the tokens the output already holds)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_tune)
 

@@ -115,14 +115,16 @@ class FastGPT2:
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-                 references: list[list[int]] | None = None, guidance_scale: float = 1.0) -> list[list[int]]:
+                 references: list[list[int]] | None = None, guidance_scale: float = 1.0,
+                 repetition_penalty: float = 1.0) -> list[list[int]]:
         """Sample continuations of token-id prompts (left-padded into one batch); stop at ``eos_id``.
 
         Sampling draws from the same distribution as ``generate(do_sample=True)`` (logits / temperature,
         then top-p filtering; see :func:`_sample`); ``temperature=0`` is greedy and equals ``generate``.
         With ``references`` (one per prompt, as long as it) and ``guidance_scale`` != 1, tokens are drawn
         from :func:`guided_scores`, as ``generate(guidance_scale=, negative_prompt_ids=)`` does; the
-        reference rows run in the same batch and are fed the same tokens.
+        reference rows run in the same batch and are fed the same tokens. A ``repetition_penalty`` other
+        than 1 is applied after guidance, to the tokens each output already holds (:func:`penalize_repeats`).
 
         A batch of at least ``SHARD_ROWS`` rows (prompts and references) per torch thread is split into
         one shard per thread, decoded side by side on one thread each. This model's operations are too
@@ -136,7 +138,7 @@ class FastGPT2:
         shards = min(torch.get_num_threads(), rows // self.SHARD_ROWS)
         if shards < 2:
             return self._generate(prompts, max_new_tokens, eos_id, pad_id, temperature, top_p, generator,
-                                  references, guidance_scale)
+                                  references, guidance_scale, repetition_penalty)
         seeds = torch.randint(2**62, (shards,), generator=generator).tolist()
         size = -(-len(prompts) // shards)
         with _SHARDING:
@@ -146,7 +148,7 @@ class FastGPT2:
                 jobs = [_shard_pool().submit(self._generate, prompts[i : i + size], max_new_tokens, eos_id, pad_id,
                                              temperature, top_p, torch.Generator().manual_seed(seed),
                                              None if references is None else references[i : i + size],
-                                             guidance_scale)
+                                             guidance_scale, repetition_penalty)
                         for i, seed in zip(range(0, len(prompts), size), seeds)]
                 return [tokens for job in jobs for tokens in job.result()]
             finally:
@@ -155,7 +157,8 @@ class FastGPT2:
     @torch.inference_mode()
     def _generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                   temperature: float, top_p: float, generator: torch.Generator | None,
-                  references: list[list[int]] | None, guidance_scale: float) -> list[list[int]]:
+                  references: list[list[int]] | None, guidance_scale: float,
+                  repetition_penalty: float = 1.0) -> list[list[int]]:
         """:meth:`generate` on one batch, in the calling thread (``references`` only when guided)."""
         guided = references is not None
         if guided:
@@ -183,10 +186,16 @@ class FastGPT2:
         out = torch.full((n_out, max_new_tokens), eos_id, dtype=torch.long)
         rows = torch.arange(n_out)  # output row -> prompt index; finished rows are dropped from the batch
         alive = torch.ones(n_out, dtype=torch.bool)
+        # which tokens each output holds so far, for the repetition penalty
+        seen = torch.zeros(n_out, self.lm_head.shape[0], dtype=torch.bool) if repetition_penalty != 1.0 else None
         for step in range(max_new_tokens):
             # the head is linear: guiding the hidden states gives the guided logits for half the product
             scores = (guided_scores(hidden, guidance_scale) if guided else hidden) @ self.lm_head.T
+            if seen is not None:
+                scores = penalize_repeats(scores, seen, repetition_penalty)
             token = _sample(scores, temperature, top_p, generator)
+            if seen is not None:
+                seen[torch.arange(len(token)), token] = True
             out[rows[alive], step] = token[alive]
             alive &= token != eos_id
             live = int(alive.sum())
@@ -197,6 +206,7 @@ class FastGPT2:
                 filled = P + step
                 both = alive.repeat(2) if guided else alive
                 rows, token = rows[alive], token[alive]
+                seen = seen[alive] if seen is not None else None
                 next_pos = next_pos[both]
                 key_mask = key_mask[both] if key_mask is not None else None
                 cache = self._select(cache, both, filled)
@@ -236,6 +246,13 @@ def guided_scores(logits: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """
     half = logits.shape[0] // 2
     return torch.lerp(logits[half:], logits[:half], guidance_scale)
+
+
+def penalize_repeats(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty (Keskar et al., 2019) on ``scores`` [B, V] where ``seen`` [B, V] is True:
+    a positive logit is divided by ``penalty``, a negative one multiplied, as transformers'
+    ``RepetitionPenaltyLogitsProcessor`` does over the tokens it is given (here, the output so far)."""
+    return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
 
 
 def _check_guidance(prompts: list[list[int]], references: list[list[int]] | None, guidance_scale: float) -> bool:
@@ -376,7 +393,8 @@ class LlamaCppGPT2:
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-                 references: list[list[int]] | None = None, guidance_scale: float = 1.0) -> list[list[int]]:
+                 references: list[list[int]] | None = None, guidance_scale: float = 1.0,
+                 repetition_penalty: float = 1.0) -> list[list[int]]:
         """Same contract as :meth:`FastGPT2.generate`; prompts are decoded one after the other."""
         guided = _check_guidance(prompts, references, guidance_scale)
         results = []
@@ -385,10 +403,14 @@ class LlamaCppGPT2:
             budget = max(0, min(max_new_tokens, self.n_ctx - len(prompt)))
             self.prefill(sequences)
             out: list[int] = []
+            seen = torch.zeros(1, self.n_vocab, dtype=torch.bool)
             for _ in range(budget):
                 logits = self.last_logits(len(sequences))
                 scores = guided_scores(logits, guidance_scale) if guided else logits
+                if repetition_penalty != 1.0:
+                    scores = penalize_repeats(scores, seen, repetition_penalty)
                 token = int(_sample(scores, temperature, top_p, generator))
+                seen[0, token] = True
                 if token == eos_id:
                     break
                 out.append(token)

@@ -56,7 +56,7 @@ def sweep_student(student, intents: list[str], task: str, commands: list[float],
                   seed: int, length: int | None = None, kind: str = "relevance",
                   relevance: float | None = None, **sampling) -> list[tuple[float, dict]]:
     """Student outputs scored for each command value (``kind`` = which command is swept); ``sampling``
-    overrides the checkpoint's sampling settings (temperature, top_p, guidance_scale)."""
+    overrides the checkpoint's sampling settings (temperature, top_p, guidance_scale, repetition_penalty)."""
     results = []
     for c in commands:
         if kind == "relevance":

@@ -31,6 +31,7 @@ class Request:
     notes: list[str] = field(default_factory=list)
     guidance_scale: float | None = None  # None: the checkpoint's value for the task
     tuned_sampling: bool = True  # the student uses its checkpoint's settings; temperature, top_p: the teacher's only
+    repetition_penalty: float | None = None  # None: the checkpoint's value for the task
 
 
 def clean_intent(intent) -> str:
@@ -68,10 +69,11 @@ def _clamped(value: float, lo: float, hi: float, name: str, notes: list[str]) ->
 
 
 GUIDANCE_RANGE = (1.0, 5.0)
+PENALTY_RANGE = (1.0, 3.0)
 
 
-def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, tuned=True, *,
-                  tasks: list[str], relevance_range: dict[str, list[float]] | None = None) -> Request:
+def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, tuned=True,
+                  penalty=None, *, tasks: list[str], relevance_range: dict[str, list[float]] | None = None) -> Request:
     """Validate one generation request; out-of-range numbers are clamped and the clamp is noted."""
     notes: list[str] = []
     text = clean_intent(intent)
@@ -104,12 +106,18 @@ def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top
     temp = _clamped(temp if math.isfinite(temp) else 0.7, 0.0, 2.0, "temperature", notes)
     p = _number(top_p, "top-p")
     p = _clamped(p if math.isfinite(p) else 0.95, 0.05, 1.0, "top-p", notes)
-    scale = None
-    if guidance is not None and guidance != "":
-        scale = _number(guidance, "guidance")
-        if not math.isfinite(scale):
-            raise InputError("guidance must be a finite number (1 = none)")
-        scale = _clamped(scale, *GUIDANCE_RANGE, "guidance", notes)
+    scale = _optional_setting(guidance, "guidance", GUIDANCE_RANGE, notes)
+    repeat = _optional_setting(penalty, "repetition penalty", PENALTY_RANGE, notes)
     if tuned not in (True, False, None):
         raise InputError(f"tuned sampling must be true or false, got {str(tuned)[:40]!r}")
-    return Request(text, task, rel, words, count, seed_int, temp, p, notes, scale, tuned is not False)
+    return Request(text, task, rel, words, count, seed_int, temp, p, notes, scale, tuned is not False, repeat)
+
+
+def _optional_setting(value, name: str, bounds: tuple[float, float], notes: list[str]) -> float | None:
+    """A student sampling setting set by hand (clamped to ``bounds``, 1 = none), or None when not given."""
+    if value is None or value == "":
+        return None
+    number = _number(value, name)
+    if not math.isfinite(number):
+        raise InputError(f"{name} must be a finite number (1 = none)")
+    return _clamped(number, *bounds, name, notes)

@@ -44,6 +44,14 @@ def _stage_line(stage: dict, number: int | None) -> str:
             + (f", continued from `{cfg['init']}`" if cfg.get("init") else ""))
 
 
+def _tune_commands(sampling: dict) -> list[str]:
+    """The command that chose the settings, or each task's when they came from different runs."""
+    commands = sampling.get("commands") or {}
+    if len(set(commands.values())) > 1:
+        return ["Commands:", "", *(f"- {task}: `{command}`" for task, command in commands.items())]
+    return [f"Command: `{sampling.get('command', 'python -m udrl tune')}`"]
+
+
 def write_model_card(directory: str | Path) -> Path:
     """(Re)write ``README.md`` of a checkpoint from its JSON records."""
     d = Path(directory)
@@ -114,10 +122,10 @@ def write_model_card(directory: str | Path) -> Path:
         lines += ["", f"Settings per task, chosen by measurement on {sampling.get('n_intents', '?')} intents that "
                       "the evaluation does not use:" if "trials" in sampling else
                   "Settings per task: the temperature and top-p of the stage before.", "",
-                  f"Command: `{sampling.get('command', 'python -m udrl tune')}`",
-                  "", "| task | guidance scale | temperature | top-p |", "|---|---|---|---|"]
-        lines += [f"| {t} | {v['guidance_scale']:g} | {v['temperature']:g} | {v['top_p']:g} |"
-                  for t, v in sampling["tasks"].items()]
+                  *_tune_commands(sampling),
+                  "", "| task | guidance scale | temperature | top-p | repetition penalty |", "|---|---|---|---|---|"]
+        lines += [f"| {t} | {v['guidance_scale']:g} | {v['temperature']:g} | {v['top_p']:g} | "
+                  f"{v.get('repetition_penalty', 1.0):g} |" for t, v in sampling["tasks"].items()]
         if sampling.get("length_calibration"):
             lines += ["", "Length calibration: a request for n words is sent as the length command that gave n words "
                           "on average in the same tuning run (measured per task at these settings).", "",

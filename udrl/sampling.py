@@ -1,10 +1,14 @@
-"""Sampling settings of a student checkpoint, per task: temperature, top-p and command guidance.
+"""Sampling settings of a student checkpoint, per task: temperature, top-p, command guidance and a
+repetition penalty.
 
 Command guidance draws each token from ``log p(.|reference) + s * (log p(.|command) - log p(.|reference))``
 where the reference is the opposite relevance command (see ``CommandEncoding.reference_relevance``):
-s > 1 widens the gap between what high and low commands produce. ``python -m udrl tune`` chooses the
-settings by measurement on intents the evaluation does not use and saves them as ``sampling.json`` beside
-the checkpoint; without that file every task samples at temperature 0.7, top-p 0.95, unguided.
+s > 1 widens the gap between what high and low commands produce. The repetition penalty (CTRL's, as
+transformers' ``RepetitionPenaltyLogitsProcessor``) lowers the logits of tokens the output already
+holds; the prompt is not counted, so the intent's words stay free to use. ``python -m udrl tune`` chooses
+the settings by measurement on intents the evaluation does not use and saves them as ``sampling.json``
+beside the checkpoint; without that file every task samples at temperature 0.7, top-p 0.95, unguided and
+unpenalised.
 
 ``tune`` also measures how many words each length command comes to at the chosen settings and saves that
 curve (:class:`LengthCalibration`): a request for n words then sends the command measured to give n words.
@@ -30,6 +34,8 @@ SAMPLING_FILE = "sampling.json"
 GUIDANCE_SCALES = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
 TEMPERATURES = (0.9, 1.1, 1.3, 1.5, 1.7)
 TOP_PS = (0.8, 0.9, 0.95)  # a tighter nucleus can take a higher temperature: both are searched together
+# a penalty on repeats raises diversity, which a lower temperature can then trade for relevance
+REPETITION_PENALTIES = (1.0, 1.3)
 
 
 @dataclass(frozen=True)
@@ -37,19 +43,22 @@ class Sampling:
     temperature: float = 0.7
     top_p: float = 0.95
     guidance_scale: float = 1.0
+    repetition_penalty: float = 1.0  # 1 = none
 
     def __post_init__(self):
-        values = (self.temperature, self.top_p, self.guidance_scale)
+        values = (self.temperature, self.top_p, self.guidance_scale, self.repetition_penalty)
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             raise ValueError(f"sampling settings must be finite numbers, got {values}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.guidance_scale < 0:
-            raise ValueError("temperature must be >= 0, top_p in (0, 1], guidance_scale >= 0; "
-                             f"got {self.temperature}, {self.top_p}, {self.guidance_scale}")
+        if (self.temperature < 0 or not 0 < self.top_p <= 1 or self.guidance_scale < 0
+                or self.repetition_penalty <= 0):
+            raise ValueError("temperature must be >= 0, top_p in (0, 1], guidance_scale >= 0, "
+                             f"repetition_penalty > 0; got {values}")
 
     def replace(self, temperature: float | None = None, top_p: float | None = None,
-                guidance_scale: float | None = None) -> Sampling:
+                guidance_scale: float | None = None, repetition_penalty: float | None = None) -> Sampling:
         """These settings with the given values (``None`` keeps a value)."""
-        given = {"temperature": temperature, "top_p": top_p, "guidance_scale": guidance_scale}
+        given = {"temperature": temperature, "top_p": top_p, "guidance_scale": guidance_scale,
+                 "repetition_penalty": repetition_penalty}
         return dataclasses.replace(self, **{k: float(v) for k, v in given.items() if v is not None})
 
 

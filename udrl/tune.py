@@ -1,6 +1,6 @@
 """Choose each task's sampling settings by measurement: ``python -m udrl tune``.
 
-For every (guidance scale, temperature, top-p) of a grid, the relevance command is swept on tuning intents that
+For every (guidance scale, temperature, top-p, repetition penalty) of a grid, the relevance command is swept on tuning intents that
 the evaluation does not use (``skip`` passes over its intents), and the highest command is compared with
 the teacher on the same intents. The settings that meet the most of those goals are the finalists. Each
 finalist's length command is swept, with the commands sent as they are: the words each command came to
@@ -24,8 +24,8 @@ from udrl import invocation
 from udrl.data import read_intents
 from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, PEARSON_GOAL, SPEARMAN_GOAL,
                            length_control, relevance_control, teacher_stats)
-from udrl.sampling import (GUIDANCE_SCALES, TEMPERATURES, TOP_PS, LengthCalibration, Sampling,
-                           read_sampling_record, save_sampling)
+from udrl.sampling import (GUIDANCE_SCALES, REPETITION_PENALTIES, TEMPERATURES, TOP_PS, LengthCalibration,
+                           Sampling, read_sampling_record, save_sampling)
 
 if TYPE_CHECKING:
     from udrl.student import Student
@@ -76,10 +76,18 @@ def _cached(checkpoint: str, key: dict) -> dict:
     return earlier if all(earlier.get(k) == v for k, v in key.items()) else {}
 
 
+def _commands(checkpoint: str) -> dict[str, str]:
+    """The command that chose each task's saved settings (a record without ``commands`` has one for all)."""
+    earlier = read_sampling_record(checkpoint) or {}
+    return earlier.get("commands") or {task: earlier["command"] for task in earlier.get("tasks", {})
+                                       if "command" in earlier}
+
+
 def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, limit: int = 80,
          samples: int = 3, seed: int = 0, teacher_backend: str = "llama.cpp",
          guidance_scales: tuple[float, ...] = GUIDANCE_SCALES,
-         temperatures: tuple[float, ...] = TEMPERATURES, top_ps: tuple[float, ...] = TOP_PS) -> dict:
+         temperatures: tuple[float, ...] = TEMPERATURES, top_ps: tuple[float, ...] = TOP_PS,
+         repetition_penalties: tuple[float, ...] = REPETITION_PENALTIES) -> dict:
     """Measure the grid on intents ``skip .. skip+limit`` of the file and save the best setting per task."""
     from udrl.student import load_student
     from udrl.teacher import load_teacher
@@ -93,7 +101,7 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
     cache = _cached(checkpoint, key)
     teacher = None
     chosen, best, trials, teachers = {}, {}, {}, {}
-    grid = list(product(guidance_scales, temperatures, top_ps))
+    grid = list(product(guidance_scales, temperatures, top_ps, repetition_penalties))
     for task in tasks:
         teachers[task] = cache.get("teacher", {}).get(task)
         if teachers[task] is None:
@@ -101,11 +109,12 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
         earlier = {Sampling(**t["sampling"]): t for t in cache.get("trials", {}).get(task, [])}
         trials[task] = []
-        for scale, temperature, top_p in tqdm(grid, desc=f"tune {task}"):
-            setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale)
+        for scale, temperature, top_p, penalty in tqdm(grid, desc=f"tune {task}"):
+            setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale, repetition_penalty=penalty)
             trial = earlier.get(setting)
             if trial is None:
                 trial = _relevance_trial(student, intents, task, samples, seed, asdict(setting), teachers[task])
+            trial["sampling"] = asdict(setting)  # every field, also for trials recorded before it existed
             trials[task].append(trial)
         most = max(map(_relevance_goals_met, trials[task]))
         finalists = [t for t in trials[task] if _relevance_goals_met(t) == most]
@@ -123,8 +132,10 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
         best[task] = max(finalists, key=_rank)
         chosen[task] = Sampling(**best[task]["sampling"])
         calibrated[task] = LengthCalibration.from_points(best[task]["length_curve"])
-    provenance = {"command": invocation("tune", "udrl.tune.tune"), **key,
-                  "teacher": {**cache.get("teacher", {}), **teachers}, "trials": {**cache.get("trials", {}), **trials}}
+    command = invocation("tune", "udrl.tune.tune")
+    provenance = {"command": command, "commands": {**_commands(checkpoint), **{task: command for task in tasks}},
+                  **key, "teacher": {**cache.get("teacher", {}), **teachers},
+                  "trials": {**cache.get("trials", {}), **trials}}
     merged = {**student.sampling, **chosen}  # tasks not tuned this time keep their settings
     save_sampling(checkpoint, merged, provenance, calibrated)
     return {"sampling": {t: asdict(s) for t, s in chosen.items()}, "best": best, "teacher": teachers}
