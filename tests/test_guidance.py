@@ -165,6 +165,12 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     assert len(rerun["trials"]["headline"]) == 6
     assert all(t["sampling"]["repetition_penalty"] == 1.0 for t in rerun["trials"]["headline"])
     assert rerun["commands"] == {"headline": rerun["command"]}
+    # settings chosen by different runs: the model card names each task's command
+    rerun["commands"]["image_prompt"] = "python -m udrl tune --tasks image_prompt"
+    (checkpoint / SAMPLING_FILE).write_text(json.dumps(rerun))
+    card = write_model_card(checkpoint).read_text()
+    assert "- image_prompt: `python -m udrl tune --tasks image_prompt`" in card
+    assert f"- headline: `{rerun['command']}`" in card
     assert calibrations and all(c == {} for c in calibrations)  # length sweeps send the commands as they are
     # finalists' relevance is measured again through their own calibration, the one saved for the winner
     finalists = [t for t in rerun["trials"]["headline"] if "length_curve" in t]
