@@ -2,9 +2,9 @@
 
 Each model runs in its own process, so its peak RSS is its own, and the models take turns over the
 prompts. Latency is end to end (tokenize, generate, decode) for one prompt at a time; batch throughput is
-the student's at batch 32, one batch in each round of turns. The student samples with its checkpoint's settings for the task; when those
-include command guidance (two forward rows per output), it is measured a second time without guidance
-(``student_unguided``), taking turns with the others.
+the student's at batch 32, one batch in each round of turns. The student samples with its checkpoint's
+settings for the task; when those include command guidance (two forward rows per output), it is measured a
+second time without guidance (``student_unguided``), taking turns with the others.
 """
 
 from __future__ import annotations
@@ -184,7 +184,8 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
                 worker.proc.kill()
     for name, timings in batches.items():
         elapsed = sum(t for t, _ in timings)
-        result[name].update({"batch_size": batch_size, "batches": len(timings), "threads": int(os.environ.get("UDRL_THREADS", 2)),
+        result[name].update({"batch_size": batch_size, "batches": len(timings),
+                             "threads": int(os.environ.get("UDRL_THREADS", 2)),
                              "batch_prompts_per_s": round(batch_size * len(timings) / elapsed, 1),
                              "batch_tokens_per_s": round(sum(n for _, n in timings) / elapsed, 1)})
     s = result["student"]

@@ -1,14 +1,15 @@
 """Choose each task's sampling settings by measurement: ``python -m udrl tune``.
 
-For every (guidance scale, temperature, top-p, repetition penalty) of a grid, the relevance command is swept on tuning intents that
-the evaluation does not use (``skip`` passes over its intents), and the highest command is compared with
-the teacher on the same intents. The settings that meet the most of those goals are the finalists. Each
-finalist's length command is swept, with the commands sent as they are: the words each command came to
-are the finalist's length calibration, and its length MAE is a goal as well (<= 3 words). Then its
-relevance sweep is measured again as the student will run it, with length requests sent through that
-calibration (``"calibrated": true`` in its trial). The finalist meeting the most goals wins, then the
-one whose smallest margin is largest; it is saved as ``sampling.json`` beside the checkpoint with its
-calibration and every trial, so the choice can be checked. A rerun on the same intents reuses the trials
+For every (guidance scale, temperature, top-p, repetition penalty) of a grid, the relevance command is
+swept on tuning intents that the evaluation does not use (``skip`` passes over its intents), and the
+highest command is compared with the teacher on the same intents. The settings that meet the most of those
+goals are the finalists. Each finalist's length command is swept, with the commands sent as they are: the
+words each command came to are the finalist's length calibration, and its length MAE is a goal as well
+(<= 3 words). Then its relevance sweep is measured again as the student will run it, with length requests
+sent through that calibration (``"calibrated": true`` in its trial). The finalist meeting the most goals
+wins, then the one whose smallest margin is largest; it is saved as ``sampling.json`` beside the
+checkpoint with its calibration and every trial (and the command that chose each task's settings), so
+the choice can be checked. A rerun on the same intents reuses the trials
 it finds there, so an interrupted or extended grid only measures what is new.
 """
 
