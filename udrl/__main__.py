@@ -155,7 +155,7 @@ def cmd_tune(args) -> None:
     for task, best in result["best"].items():
         s, top, t = best["sampling"], best["top"], result["teacher"][task]
         print(f"{task:<15} guidance {s['guidance_scale']:.1f} temperature {s['temperature']:.2f} "
-              f"top-p {s['top_p']:.2f} repetition penalty {s.get('repetition_penalty', 1.0):.2f}: "
+              f"top-p {s['top_p']:.2f} repetition penalty {s['repetition_penalty']:.2f}: "
               f"spearman {best['spearman']:.3f} pearson {best['pearson']:.3f} top relevance "
               f"{top['relevance_mean']:.3f} (teacher {t['relevance_mean']:.3f}) diversity {top['diversity']:.3f} "
               f"(teacher {t['diversity']:.3f}) length MAE {best.get('length_mae', float('nan')):.2f} "

@@ -403,14 +403,15 @@ class LlamaCppGPT2:
             budget = max(0, min(max_new_tokens, self.n_ctx - len(prompt)))
             self.prefill(sequences)
             out: list[int] = []
-            seen = torch.zeros(1, self.n_vocab, dtype=torch.bool)
+            seen = torch.zeros(1, self.n_vocab, dtype=torch.bool) if repetition_penalty != 1.0 else None
             for _ in range(budget):
                 logits = self.last_logits(len(sequences))
                 scores = guided_scores(logits, guidance_scale) if guided else logits
-                if repetition_penalty != 1.0:
+                if seen is not None:
                     scores = penalize_repeats(scores, seen, repetition_penalty)
                 token = int(_sample(scores, temperature, top_p, generator))
-                seen[0, token] = True
+                if seen is not None:
+                    seen[0, token] = True
                 if token == eos_id:
                     break
                 out.append(token)

@@ -71,15 +71,14 @@ def _relevance_trial(student: Student, intents: list[str], task: str, samples: i
             "top": control["top"], "margins": goal_margins(task, control, teacher)}
 
 
-def _cached(checkpoint: str, key: dict) -> dict:
-    """Trials and teacher figures of an earlier run on the same intents, samples and seed."""
-    earlier = read_sampling_record(checkpoint) or {}
+def _cached(earlier: dict, key: dict) -> dict:
+    """Trials and teacher figures of an earlier run (its ``sampling.json``) on the same intents, samples
+    and seed."""
     return earlier if all(earlier.get(k) == v for k, v in key.items()) else {}
 
 
-def _commands(checkpoint: str) -> dict[str, str]:
+def _commands(earlier: dict) -> dict[str, str]:
     """The command that chose each task's saved settings (a record without ``commands`` has one for all)."""
-    earlier = read_sampling_record(checkpoint) or {}
     return earlier.get("commands") or {task: earlier["command"] for task in earlier.get("tasks", {})
                                        if "command" in earlier}
 
@@ -99,7 +98,8 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
     student = load_student(checkpoint)
     calibrated, student.length_calibration = student.length_calibration, {}  # trials set their own
     key = {"intents": intents_file, "skip": skip, "n_intents": len(intents), "samples": samples, "seed": seed}
-    cache = _cached(checkpoint, key)
+    earlier_record = read_sampling_record(checkpoint) or {}
+    cache = _cached(earlier_record, key)
     teacher = None
     chosen, best, trials, teachers = {}, {}, {}, {}
     grid = list(product(guidance_scales, temperatures, top_ps, repetition_penalties))
@@ -134,7 +134,7 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
         chosen[task] = Sampling(**best[task]["sampling"])
         calibrated[task] = LengthCalibration.from_points(best[task]["length_curve"])
     command = invocation("tune", "udrl.tune.tune")
-    provenance = {"command": command, "commands": {**_commands(checkpoint), **{task: command for task in tasks}},
+    provenance = {"command": command, "commands": {**_commands(earlier_record), **{task: command for task in tasks}},
                   **key, "teacher": {**cache.get("teacher", {}), **teachers},
                   "trials": {**cache.get("trials", {}), **trials}}
     merged = {**student.sampling, **chosen}  # tasks not tuned this time keep their settings
