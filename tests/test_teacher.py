@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,9 +39,13 @@ def test_transformers_backend_loads_the_same_gguf():
 @pytest.fixture(scope="module")
 def llama_server():
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(proxy_gguf_path()),
+    # ``python -m llama_cpp.server``, loading the model with the project's llama.cpp parameters
+    serve = ("import runpy\nfrom udrl.llamacpp import safe_model_params\nwith safe_model_params():\n"
+             "    runpy.run_module('llama_cpp.server', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", serve, "--model", str(proxy_gguf_path()),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 90
     while time.time() < deadline:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from udrl.llamacpp import safe_model_params
 from udrl.tasks import Task, clean_output, get_task
 
 BACKENDS = ("llama.cpp", "transformers", "openai")
@@ -148,8 +149,9 @@ class LlamaCppTeacher(_ChatCompletionTeacher):
             raise TeacherUnavailable("llama-cpp-python is missing: pip install llama-cpp-python") from err
         path = Path(model_path) if model_path else proxy_gguf_path()
         self.model = path.name
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-                         n_batch=256, verbose=False)
+        with safe_model_params():
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                             n_batch=256, verbose=False)
         atexit.register(self.llm.close)  # freed before interpreter teardown, not in __del__
         self.parameters = PROXY_PARAMETERS if path.name == PROXY_NAME else None
 
