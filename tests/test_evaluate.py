@@ -1,6 +1,7 @@
 """Evaluation, report, model card and benchmark on the tiny student."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -92,6 +93,7 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     assert s["sampling"]["guidance_scale"] == 2.0 and unguided["sampling"]["guidance_scale"] == 1.0
     assert unguided["prompts"] == 4 and unguided["tokens_per_s"] > 0 and unguided["batch_tokens_per_s"] > 0
     assert "student, unguided (guidance 1) at batch 8" in format_table(result)
+    assert result["cpu"] and format_table(result).startswith(f"{result['cpu']}, {os.cpu_count()} cores")
     assert result["teacher_llamacpp"]["parameters"] > 100_000_000
     assert result["speedup_vs_llamacpp"] > 0
     assert s["prompts"] == result["teacher_llamacpp"]["prompts"] == 4  # both ran every prompt, in turns

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import platform
 import resource
 import statistics
 import time
@@ -26,6 +27,18 @@ def _percentile(values: list[float], q: float) -> float:
     k = (len(ordered) - 1) * q
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def cpu_name() -> str:
+    """The processor's model name, as the kernel reports it (figures here depend on it)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _peak_rss_mb() -> float:
@@ -149,7 +162,8 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
 
     check_checkpoint(checkpoint)  # fail here with a clear message before any worker starts
     intents = read_intents(intents_file)[:prompts]
-    result = {"task": task, "prompts": len(intents), "cpu_count": os.cpu_count(), "interleaved": round_size,
+    result = {"task": task, "prompts": len(intents), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+              "interleaved": round_size,
               "command": invocation("bench", "udrl.bench.run_bench")}
     workers: dict[str, _Worker] = {}
     try:
@@ -208,7 +222,8 @@ def format_table(result: dict) -> str:
             rows.append((label, params, f"{m['p50_ms']:.1f}", f"{m['p95_ms']:.1f}", f"{m['tokens_per_s']:.0f}",
                          f"{m['mean_words']:.1f}", f"{m['peak_rss_mb']:.0f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = [f"{result.get('cpu', 'CPU')}, {result.get('cpu_count', '?')} cores"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     for key in ("student", "student_unguided"):
         if key in result:
             s = result[key]

@@ -152,7 +152,8 @@ def write_model_card(directory: str | Path) -> Path:
                          f"{m['top']['diversity']:.3f} | "
                          f"{teacher.get('diversity', float('nan')):.3f} |")
     if bench:
-        lines += ["", "## Speed (2 CPU cores)", "", f"Command: `{bench.get('command', 'python -m udrl bench')}`",
+        machine = f"{bench.get('cpu_count', 2)} CPU cores" + (f", {bench['cpu']}" if bench.get("cpu") else "")
+        lines += ["", f"## Speed ({machine})", "", f"Command: `{bench.get('command', 'python -m udrl bench')}`",
                   "", f"- student p50 {bench['student']['p50_ms']:.1f} ms per prompt, "
                   f"{bench['student']['tokens_per_s']:.0f} tokens/s single-stream, "
                   f"{bench['student']['batch_tokens_per_s']:.0f} tokens/s at batch 32"
