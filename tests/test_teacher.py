@@ -22,6 +22,10 @@ def _check(teacher, max_new_tokens=None):
 
 
 def test_llama_cpp_backend(llama_teacher):
+    from udrl.llamacpp import model_params
+
+    # loaded with the project's parameters (no AMX weight buffers where ggml has them)
+    assert llama_teacher.llm.model_params.use_extra_bufts == model_params().use_extra_bufts
     _check(llama_teacher)
     a = llama_teacher.generate(["holiday sale"], "headline", n=2, seed=5)
     b = llama_teacher.generate(["holiday sale"], "headline", n=2, seed=5)

@@ -163,8 +163,7 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
     check_checkpoint(checkpoint)  # fail here with a clear message before any worker starts
     intents = read_intents(intents_file)[:prompts]
     result = {"task": task, "prompts": len(intents), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-              "interleaved": round_size,
-              "command": invocation("bench", "udrl.bench.run_bench")}
+              "interleaved": round_size, "command": invocation("bench", "udrl.bench.run_bench")}
     workers: dict[str, _Worker] = {}
     try:
         for backend in teachers:

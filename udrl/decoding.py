@@ -346,8 +346,7 @@ class LlamaCppGPT2:
         # llama-cpp-python's ``Llama`` opens a single-sequence context only: the model and a context that
         # holds a prompt and its guidance reference are opened here with its own (quiet) wrappers
         llama_cpp.llama_backend_init()
-        self._model = LlamaModel(path_model=str(gguf_path), params=model_params(),
-                                 verbose=False)
+        self._model = LlamaModel(path_model=str(gguf_path), params=model_params(), verbose=False)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = 2 * n_ctx
         params.n_threads = params.n_threads_batch = n_threads
