@@ -256,7 +256,7 @@ def penalize_repeats(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -
     ``RepetitionPenaltyLogitsProcessor`` does over the tokens it is given (here, the output so far).
 
     The sign is split by clamping rather than by ``torch.where(scores < 0, ...)``: the same values, bit for
-    bit, at a quarter of the time for a batch of 16 rows here (a comparison feeding ``where`` is slow on CPU).
+    bit, in 125 rather than 211 µs a call for 16 rows on one thread inside the decoding loop here.
     """
     return torch.where(seen, scores.clamp(min=0) / penalty + scores.clamp(max=0) * penalty, scores)
 
@@ -301,10 +301,9 @@ REJECTION_ROUNDS = 8
 
 def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """[B, K] probability mass of the tokens more likely than each of ``tokens`` [B, K]: the nucleus
-    (transformers' rule) keeps a token when this is below ``top_p``. (A product with the mask gives the
-    same sums as ``torch.where(mask, probs, 0.0)`` in under half the time.)"""
+    (transformers' rule) keeps a token when this is below ``top_p``."""
     p = probs.gather(1, tokens)
-    return (probs[:, None, :] * (probs[:, None, :] > p[:, :, None])).sum(-1)
+    return torch.where(probs[:, None, :] > p[:, :, None], probs[:, None, :], 0.0).sum(-1)
 
 
 def _draw(probs: torch.Tensor, generator) -> torch.Tensor:
@@ -321,7 +320,7 @@ def _draw(probs: torch.Tensor, generator) -> torch.Tensor:
 def _draw_sorted(probs: torch.Tensor, top_p: float, generator) -> torch.Tensor:
     """One token per row from the nucleus found by sorting (the most likely token is always kept)."""
     ranked, order = probs.sort(-1, descending=True)
-    kept = ranked * (ranked.cumsum(-1) - ranked < top_p)
+    kept = torch.where(ranked.cumsum(-1) - ranked < top_p, ranked, 0.0)
     return order.gather(1, _draw(kept, generator)[:, None]).squeeze(1)
 
 
