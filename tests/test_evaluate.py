@@ -98,6 +98,8 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     assert result["speedup_vs_llamacpp"] > 0
     assert s["prompts"] == result["teacher_llamacpp"]["prompts"] == 4  # both ran every prompt, in turns
     assert s["batches"] == unguided["batches"] == 2  # one batch in each round of turns (4 prompts, 2 a turn)
+    (checkpoint / "bench.json").write_text(json.dumps(result))
+    assert f"## Speed ({os.cpu_count()} CPU cores, {result['cpu']})" in write_model_card(checkpoint).read_text()
 
 
 def test_bench_reports_a_worker_that_cannot_start(tiny_student, tmp_path):
