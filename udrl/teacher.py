@@ -92,12 +92,10 @@ class RecentRepetitionPenalty:
         self.penalty, self.last_n = penalty, last_n
 
     def __call__(self, input_ids, scores):
-        import torch
+        from udrl.decoding import penalized
 
         recent = input_ids[:, -self.last_n:]
-        picked = torch.gather(scores, 1, recent)
-        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
-        return scores.scatter(1, recent, picked)
+        return scores.scatter(1, recent, penalized(scores.gather(1, recent), self.penalty))
 
 
 def _finish(task: Task, raw: str, started: float, prompt_tokens: int, completion_tokens: int,
