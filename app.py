@@ -18,19 +18,20 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from udrl import rewards  # noqa: E402
-from udrl.annotations import VERDICTS, AnnotationError, RatingStore  # noqa: E402
-from udrl.data import read_intents  # noqa: E402
-from udrl.inputs import (  # noqa: E402
+from udrl.config import LENGTH_COMMAND_RANGE, LENGTH_GRID, TEACHER_TEMPERATURE, TEACHER_TOP_P  # noqa: E402
+from udrl.demo.annotations import VERDICTS, AnnotationError, RatingStore  # noqa: E402
+from udrl.corpus import read_intents  # noqa: E402
+from udrl.demo.inputs import (  # noqa: E402
     GUIDANCE_RANGE, MAX_INTENT_CHARS, MAX_SAMPLES, PENALTY_RANGE, InputError, clean_intent, parse_request,
 )
+from udrl.evaluate import relevance_commands, sweep_student  # noqa: E402
 from udrl.plots import length_figure, relevance_figure  # noqa: E402
-from udrl.service import ModelUnavailable, Models  # noqa: E402
+from udrl.demo.service import ModelUnavailable, Models  # noqa: E402
 from udrl.tasks import TASK_NAMES, TASKS  # noqa: E402
 
 MODELS = Models()
 TEST_INTENTS = "data/intents/test.txt"
 TABLE_HEADERS = ["#", "output", "relevance", "length", "novelty"]
-SWEEP_LENGTHS = (8, 16, 24, 32, 40)
 EMPTY_OUTPUT = "(no output)"
 _store: RatingStore | None = None
 _store_error: str | None = None
@@ -53,7 +54,7 @@ def _fail(err: Exception) -> gr.Error:
     return gr.Error(str(err), title="Cannot run this request")
 
 
-def _request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, tuned=True,
+def _request(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, guidance=None, tuned=True,
              penalty=None):
     try:
         student = MODELS.student
@@ -124,7 +125,7 @@ def _sampling_md(req, m: dict) -> str:
             f"top-p {s['top_p']:g}, repetition penalty {s['repetition_penalty']:g}")
 
 
-def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=1.0, tuned=True,
+def steer(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, guidance=1.0, tuned=True,
           penalty=1.0):
     """Student only, for the sliders: outputs and their rewards under the chosen command."""
     req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty)
@@ -136,7 +137,7 @@ def steer(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95,
     return rows, summary
 
 
-def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=1.0, tuned=True,
+def compare(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, guidance=1.0, tuned=True,
             penalty=1.0):
     """Teacher and student side by side on one intent, with rewards, latency and the speed-up."""
     req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty)
@@ -155,30 +156,27 @@ def compare(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.9
 
 
 def sweep(intent, task, n, seed, progress=gr.Progress()):
-    """Achieved relevance and length of the student over its command ranges, for one intent."""
+    """Achieved relevance and length of the student over its command ranges, for one intent (the sweep
+    ``python -m udrl evaluate`` runs, on one intent)."""
     try:
         student = MODELS.student
     except ModelUnavailable as err:
         raise _fail(err) from None
     req = _request(intent, task, None, student.encoding.length_median.get(task, 20), n, seed)
-    lo, hi = student.encoding.relevance_range[req.task]
-    rel_commands = [round(float(x), 3) for x in np.linspace(lo, hi, 6)]
-    steps = len(rel_commands) + len(SWEEP_LENGTHS) + 1
-    rel_sweep, len_sweep = [], []
-    for i, c in enumerate(rel_commands):
-        progress(i / steps, desc=f"relevance command {c:.2f}")
-        with MODELS.student_lock:
-            outs = student.generate([req.intent], req.task, relevance=c, length=req.length, n=req.n, seed=req.seed)[0]
-        rel = rewards.relevance([req.intent] * req.n, [o.text for o in outs])
-        rel_sweep.append({"relevance_command": c, "relevance_mean": float(np.mean(rel)),
-                          "relevance_std": float(np.std(rel))})
-    for j, words in enumerate(SWEEP_LENGTHS):
-        progress((len(rel_commands) + j) / steps, desc=f"length command {words}")
-        with MODELS.student_lock:
-            outs = student.generate([req.intent], req.task, relevance=hi, length=words, n=req.n, seed=req.seed)[0]
-        lengths = rewards.length([o.text for o in outs])
-        len_sweep.append({"length_command": words, "length_mean": float(np.mean(lengths)),
-                          "length_std": float(np.std(lengths))})
+    rel_commands = relevance_commands(student, req.task)
+    steps = len(rel_commands) + len(LENGTH_GRID) + 1
+    common = {"samples": req.n, "seed": req.seed}
+    with MODELS.student_lock:
+        rel_runs = sweep_student(student, [req.intent], req.task, rel_commands, length=req.length, **common,
+                                 on_step=lambda i, c: progress(i / steps, desc=f"relevance command {c:.2f}"))
+        len_runs = sweep_student(student, [req.intent], req.task, list(LENGTH_GRID), kind="length",
+                                 relevance=student.encoding.relevance_range[req.task][1], **common,
+                                 on_step=lambda i, c: progress((len(rel_commands) + i) / steps,
+                                                               desc=f"length command {c}"))
+    rel_sweep = [{"relevance_command": c, "relevance_mean": float(s["relevance"].mean()),
+                  "relevance_std": float(s["relevance"].std())} for c, s in rel_runs]
+    len_sweep = [{"length_command": c, "length_mean": float(s["length"].mean()),
+                  "length_std": float(s["length"].std())} for c, s in len_runs]
     teacher_stats, note = None, ""
     progress((steps - 1) / steps, desc="teacher reference")
     try:
@@ -246,7 +244,7 @@ def next_item(annotator, source, own_intent, task, seed=None):
         if s.text:
             break
     with MODELS.teacher_lock:
-        t = teacher.generate([intent], task, n=1, seed=sample_seed, temperature=0.7, top_p=0.95)[0][0]
+        t = teacher.generate([intent], task, n=1, seed=sample_seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P)[0][0]
     student_text, teacher_text = s.text or EMPTY_OUTPUT, t.text or EMPTY_OUTPUT
     try:
         item = ratings_store().add_item(intent, task, s.command["relevance"], s.command["length"], teacher_text,
@@ -307,12 +305,13 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=2):
                     relevance = gr.Slider(0.0, 1.0, value=0.7, step=0.005, label="Relevance command (cosine)",
                                           info="Higher asks for outputs closer to the intent", elem_id="relevance")
-                    length = gr.Slider(5, 60, value=25, step=1, label="Length command (words)", elem_id="length")
+                    length = gr.Slider(*LENGTH_COMMAND_RANGE, value=25, step=1, label="Length command (words)",
+                                       elem_id="length")
                     n = gr.Slider(1, MAX_SAMPLES, value=3, step=1, label="Samples")
             with gr.Accordion("Advanced", open=False):
                 with gr.Row():
-                    temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
-                    top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.01, label="Top-p")
+                    temperature = gr.Slider(0.0, 2.0, value=TEACHER_TEMPERATURE, step=0.05, label="Temperature")
+                    top_p = gr.Slider(0.05, 1.0, value=TEACHER_TOP_P, step=0.01, label="Top-p")
                     tuned = gr.Checkbox(value=True, label="Student: the checkpoint's sampling for the task",
                                         info="Untick to sample the student with the values here too",
                                         elem_id="tuned")

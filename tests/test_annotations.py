@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from udrl.annotations import AnnotationError, RatingStore, wilson_interval
+from udrl.demo.annotations import AnnotationError, RatingStore, wilson_interval
 
 from conftest import ROOT, free_port
 

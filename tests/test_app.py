@@ -55,7 +55,7 @@ def test_steer_runs_student_only_and_notes_clamps(app):
 
 
 def test_steer_says_which_length_token_a_calibrated_request_was_sent_as(app, monkeypatch):
-    from udrl.sampling import LengthCalibration
+    from udrl.student.sampling import LengthCalibration
 
     calibration = {"image_prompt": LengthCalibration.from_points([[20, 22.0], [30, 33.0]])}
     monkeypatch.setattr(app.MODELS.student, "length_calibration", calibration)

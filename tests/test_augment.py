@@ -8,7 +8,7 @@ import random
 import pytest
 
 from udrl.augment import augment_corpus, subject_words, swap_subject, swap_words, word_pool
-from udrl.data import load_corpus, validate_record
+from udrl.corpus import load_corpus, validate_record
 
 
 def test_subject_words_skip_formats_modifiers_and_function_words():
@@ -79,7 +79,7 @@ def test_augment_corpus_rescores_with_the_real_reward_model(tmp_path, tiny_corpu
 
 def test_data_card_describes_the_augmented_records(tmp_path, tiny_corpus):
     from udrl.__main__ import main
-    from udrl.datacard import write_data_card
+    from udrl.cards import write_data_card
 
     augment_corpus(tiny_corpus, tmp_path / "aug", copies=1)
     card = tmp_path / "README.md"

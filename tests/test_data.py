@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from udrl.data import (GenerationPlan, decoding_for, generate_corpus, iter_records, load_corpus,
-                       read_intents, record_id, score_raw, validate_record)
+from udrl.corpus import iter_records, load_corpus, read_intents, record_id, validate_record
+from udrl.generate import GenerationPlan, decoding_for, generate_corpus, score_raw
 from udrl.teacher import TeacherOutput
 
 from conftest import ROOT, make_records
@@ -101,7 +101,7 @@ def test_committed_intents_and_corpus_follow_the_contract():
     for record in records[:500]:
         validate_record(record)
     datasets = pytest.importorskip("datasets", reason="datasets is a dev dependency")
-    ds = datasets.load_dataset("json", data_files=sorted(map(str, (ROOT / "data/distill").glob("*.jsonl"))),
+    ds = datasets.load_dataset("json", data_files=sorted(map(str, (ROOT / "data/distill").rglob("*.jsonl"))),
                                split="train")
     assert len(ds) == len(records)
 

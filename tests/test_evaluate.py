@@ -6,23 +6,27 @@ import shutil
 
 import pytest
 
+from udrl.config import EvaluateConfig
 from udrl.evaluate import evaluate, paired_difference, summary_lines, write_report
-from udrl.model_card import write_model_card
+from udrl.cards import write_model_card
 
 
 def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
     intents = tmp_path / "intents.txt"
     intents.write_text("lost cat\nholiday sale\nski trip\n")
-    result = evaluate(str(tiny_student), str(intents), ["headline", "image_prompt"], samples=2, limit=3,
-                      teacher_backend="llama.cpp")
+    result = evaluate(EvaluateConfig(checkpoint=str(tiny_student), intents=str(intents), tasks="headline,image_prompt",
+                                     samples=2, limit=3, json=str(tmp_path / "eval.json")))
+    assert json.loads((tmp_path / "eval.json").read_text()) == json.loads(json.dumps(result))
     for task in ("headline", "image_prompt"):
         m = result["tasks"][task]
         assert len(m["sweep"]) >= 5 and len(m["length_sweep"]) >= 4
         assert {"relevance_command", "relevance_mean", "relevance_std", "length_mean", "novelty_mean", "n"} <= set(
             m["sweep"][0])
         assert -1 <= m["spearman"] <= 1 and -1 <= m["pearson"] <= 1 and m["length_mae"] >= 0
-        assert {"relevance_mean", "length_mean", "novelty_mean", "diversity"} <= set(m["teacher"])
-        assert {"relevance_mean", "novelty_mean", "diversity"} <= set(m["top"])
+        language = {"non_word_rate", "subject_kept"}
+        assert {"relevance_mean", "length_mean", "novelty_mean", "diversity"} | language <= set(m["teacher"])
+        assert {"relevance_mean", "novelty_mean", "diversity"} | language <= set(m["top"])
+        assert 0 <= m["top"]["non_word_rate"] <= 1 and 0 <= m["teacher"]["subject_kept"] <= 1
         assert m["sampling"] == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 1.0,
                                  "repetition_penalty": 1.0}  # no sampling.json
         diff = m["top_vs_teacher"]
@@ -41,7 +45,7 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
 def test_evaluate_outside_tuning_leaves_out_the_tuning_intents(tiny_student, tmp_path, monkeypatch, capsys):
     import udrl.evaluate
     from udrl.__main__ import main
-    from udrl.sampling import Sampling, save_sampling
+    from udrl.student.sampling import Sampling, save_sampling
 
     lines = [f"intent {i}" for i in range(7)]
     intents = tmp_path / "intents.txt"
@@ -52,8 +56,9 @@ def test_evaluate_outside_tuning_leaves_out_the_tuning_intents(tiny_student, tmp
     assert udrl.evaluate.tuning_window(str(checkpoint), str(intents)) == (2, 3)
     seen = []
     monkeypatch.setattr(udrl.evaluate, "evaluate_task", lambda student, teacher, chosen, *rest: seen.append(chosen))
-    result = evaluate(str(checkpoint), str(intents), ["headline"], samples=2, limit=3, skip=1,
-                      teacher_backend="none", outside_tuning=True)
+    result = evaluate(EvaluateConfig(checkpoint=str(checkpoint), intents=str(intents), tasks="headline", samples=2,
+                                     limit=3, skip=1, teacher="none", outside_tuning=True,
+                                     json=str(tmp_path / "eval.json")))
     assert seen == [["intent 1", "intent 5", "intent 6"]]  # 2..4 left out, then --skip 1 --limit 3
     assert result["left_out"] == {"skip": 2, "n_intents": 3} and result["n_intents"] == 3
     # a checkpoint tuned on nothing (or on another file) has nothing to leave out: one line, no traceback
@@ -77,7 +82,7 @@ def test_paired_difference_interval():
 
 def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     from udrl.bench import format_table, run_bench
-    from udrl.sampling import Sampling, save_sampling
+    from udrl.student.sampling import Sampling, save_sampling
 
     checkpoint = tmp_path / "student"
     shutil.copytree(tiny_student, checkpoint)
@@ -85,7 +90,7 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     intents = tmp_path / "intents.txt"
     intents.write_text("lost cat\nholiday sale\nski trip\nbook fair\n")
     result = run_bench(str(checkpoint), str(intents), task="headline", prompts=4, batch_size=8,
-                       teachers=("llama.cpp",), show=False, round_size=2)
+                       teachers=("llama.cpp",), round_size=2)
     s = result["student"]
     assert s["p50_ms"] > 0 and s["tokens_per_s"] > 0 and s["batch_tokens_per_s"] > 0 and s["peak_rss_mb"] > 0
     # guided by its checkpoint's settings, so also measured without guidance
@@ -111,4 +116,4 @@ def test_bench_reports_a_worker_that_cannot_start(tiny_student, tmp_path):
     intents.write_text("lost cat\n")
     with pytest.raises(RuntimeError, match="benchmark worker _TeacherRunner exited"):
         run_bench(str(tiny_student), str(intents), task="headline", prompts=1, batch_size=2,
-                  teachers=("no-such-backend",), show=False)
+                  teachers=("no-such-backend",))

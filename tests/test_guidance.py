@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from udrl.sampling import SAMPLING_FILE, Sampling, load_sampling, save_sampling
+from udrl.student.sampling import SAMPLING_FILE, Sampling, load_sampling, save_sampling
 from udrl.student import CheckpointError, load_student
 
 
@@ -44,7 +44,7 @@ def test_guided_scores_give_transformers_guided_distribution():
     """Same distribution and argmax as transformers' guidance processor (which works on log-probabilities)."""
     from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
-    from udrl.decoding import guided_scores
+    from udrl.student.decoding import guided_scores
 
     logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(0)) * 4  # rows: command, reference
 
@@ -108,7 +108,8 @@ def test_sampling_settings_saved_with_the_checkpoint(tiny_student, tmp_path):
 
 
 def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, monkeypatch):
-    from udrl.model_card import write_model_card
+    from udrl.cards import write_model_card
+    from udrl.config import TuneConfig
     from udrl.tune import _rank, goal_margins, tune
 
     teacher = {"relevance_mean": 0.5, "diversity": 0.9}
@@ -124,14 +125,18 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
 
     checkpoint = tmp_path / "student"
     shutil.copytree(tiny_student, checkpoint)
-    result = tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
-                  guidance_scales=(1.0, 2.0), temperatures=(0.7,), top_ps=(0.95,), repetition_penalties=(1.0,))
+    trials_file = tmp_path / "trials.json"
+    config = dict(checkpoint=str(checkpoint), intents="data/intents/test.txt", tasks="headline", skip=60, limit=2,
+                  samples=2, temperatures="0.7", repetition_penalties="1.0", trials=str(trials_file))
+    result = tune(TuneConfig(**config, guidance_scales="1.0,2.0", top_ps="0.95"))
     saved = json.loads((checkpoint / SAMPLING_FILE).read_text())
-    trials = saved["trials"]["headline"]
+    recorded = json.loads(trials_file.read_text())
+    assert "trials" not in saved and saved["trials_file"] == str(trials_file)  # each stage its own file
+    trials = recorded["trials"]["headline"]
     assert [t["sampling"]["guidance_scale"] for t in trials] == [1.0, 2.0]
     assert all(t["sampling"]["repetition_penalty"] == 1.0 for t in trials)
     assert saved["tasks"]["headline"] == max(trials, key=_rank)["sampling"] == result["sampling"]["headline"]
-    assert saved["skip"] == 60 and saved["n_intents"] == 2 and saved["teacher"]["headline"]["n"] == 4
+    assert saved["skip"] == 60 and saved["n_intents"] == 2 and recorded["teacher"]["headline"]["n"] == 4
     assert load_student(checkpoint).sampling_for("headline") == Sampling(**saved["tasks"]["headline"])
     chosen = max(trials, key=_rank)
     assert "length_mae" in chosen and "length" in chosen["margins"]  # finalists are checked on length too
@@ -152,18 +157,19 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     monkeypatch.setattr(udrl.tune, "length_control",
                         lambda *a, **kw: calibrations.append(dict(a[0].length_calibration))
                         or real_length(*a, **kw))
-    for trial in saved["trials"]["headline"]:  # length sweeps to redo, under a calibration far off the mark
+    for trial in recorded["trials"]["headline"]:  # length sweeps to redo, under a calibration far off the mark
         trial.pop("length_curve", None)
         trial["sampling"].pop("repetition_penalty")  # as recorded before the penalty existed: still reused
     saved["length_calibration"]["headline"] = [[5, 50.0], [6, 60.0]]
     (checkpoint / SAMPLING_FILE).write_text(json.dumps(saved))
-    tune(str(checkpoint), "data/intents/test.txt", ["headline"], skip=60, limit=2, samples=2,
-         guidance_scales=(1.0, 2.0, 3.0), temperatures=(0.7,), top_ps=(0.95, 0.8), repetition_penalties=(1.0,))
+    trials_file.write_text(json.dumps(recorded))
+    tune(TuneConfig(**config, guidance_scales="1.0,2.0,3.0", top_ps="0.95,0.8"))
     screened = [(kw["guidance_scale"], kw["top_p"]) for calibration, kw in measured if not calibration]
     assert screened == [(1.0, 0.8), (2.0, 0.8), (3.0, 0.95), (3.0, 0.8)]
     rerun = json.loads((checkpoint / SAMPLING_FILE).read_text())
-    assert len(rerun["trials"]["headline"]) == 6
-    assert all(t["sampling"]["repetition_penalty"] == 1.0 for t in rerun["trials"]["headline"])
+    rerun_trials = json.loads(trials_file.read_text())["trials"]["headline"]
+    assert len(rerun_trials) == 6
+    assert all(t["sampling"]["repetition_penalty"] == 1.0 for t in rerun_trials)
     assert rerun["commands"] == {"headline": rerun["command"]}
     # settings chosen by different runs: the model card names each task's command
     rerun["commands"]["image_prompt"] = "python -m udrl tune --tasks image_prompt"
@@ -173,7 +179,7 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     assert f"- headline: `{rerun['command']}`" in card
     assert calibrations and all(c == {} for c in calibrations)  # length sweeps send the commands as they are
     # finalists' relevance is measured again through their own calibration, the one saved for the winner
-    finalists = [t for t in rerun["trials"]["headline"] if "length_curve" in t]
+    finalists = [t for t in rerun_trials if "length_curve" in t]
     again = [(kw["guidance_scale"], kw["top_p"], c["headline"].points()) for c, kw in measured if c]
     assert again == [(t["sampling"]["guidance_scale"], t["sampling"]["top_p"], sorted(t["length_curve"]))
                      for t in finalists] and all(t["calibrated"] for t in finalists)
@@ -206,7 +212,7 @@ def _guided_target_by_hand(model, example: dict) -> tuple[torch.Tensor, torch.Te
 
 
 def test_guidance_distillation_loss_and_training(tiny_student, tiny_corpus, tmp_path):
-    from udrl.data import load_corpus
+    from udrl.corpus import load_corpus
     from udrl.train import TrainConfig, collate, encode_records, guided_kl, train
 
     guide_dir = tmp_path / "guided"

@@ -151,7 +151,7 @@ def test_queue_is_bounded_and_says_busy(tiny_student, tmp_path_factory):
 
 
 def test_faults_leave_the_app_working_with_a_clear_message(tiny_student, tmp_path, monkeypatch):
-    from udrl.service import ModelUnavailable, Models
+    from udrl.demo.service import ModelUnavailable, Models
 
     broken = tmp_path / "broken"
     broken.mkdir()

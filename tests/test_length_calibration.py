@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from udrl.sampling import SAMPLING_FILE, LengthCalibration, Sampling, load_length_calibration, save_sampling
+from udrl.student.sampling import SAMPLING_FILE, LengthCalibration, Sampling, load_length_calibration, save_sampling
 from udrl.student import CheckpointError, load_student
 
 

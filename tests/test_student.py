@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from udrl.commands import CommandEncoding, training_text
+from udrl.student.encoding import CommandEncoding, training_text
 from udrl.student import CheckpointError, load_student
 
 from conftest import make_records
@@ -91,7 +91,7 @@ def test_sampler_draws_from_the_transformers_distribution(top_p, rounds, monkeyp
     drawing by rejection (rounds 8) and by the sorted fallback alone (rounds 0)."""
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-    from udrl import decoding
+    from udrl.student import decoding
 
     monkeypatch.setattr(decoding, "REJECTION_ROUNDS", rounds)
     gen = torch.Generator().manual_seed(0)
@@ -115,7 +115,7 @@ def test_nucleus_rule_equals_transformers_warper(sharpness):
     """A token is kept when the mass above it is below top_p: exactly what transformers' warper keeps."""
     from transformers.generation.logits_process import TopPLogitsWarper
 
-    from udrl.decoding import mass_above
+    from udrl.student.decoding import mass_above
 
     gen = torch.Generator().manual_seed(int(sharpness * 10))
     logits = torch.randn(4, 1024, generator=gen) * sharpness
@@ -165,7 +165,7 @@ def _random_model():
 def _random_gpt2(model=None):
     """A FastGPT2 over a random GPT-2 with large weights (varied, context-dependent greedy outputs) and
     eight random prompts of 3 to 14 tokens."""
-    from udrl.decoding import FastGPT2
+    from udrl.student.decoding import FastGPT2
 
     model = model or _random_model()
     gen = torch.Generator().manual_seed(1)

@@ -16,23 +16,11 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from udrl.data import ShardWriter, load_corpus
-from udrl.intents import KINDS, MODIFIERS
+from udrl.config import AugmentConfig
+from udrl.corpus import ShardWriter, load_corpus
+from udrl.intents import frame_words, subject_words
 
 AUGMENTED_SPLIT = "train"  # only training records are augmented; the test split stays the teacher's own
-_FUNCTION_WORDS = frozenset(
-    "a an the and or for of to in on at by with from this that my our your their its is are be new day "
-    "night st".split())
-_WORD = re.compile(r"[a-z]+")
-
-
-@lru_cache(maxsize=1)
-def _kept_words() -> frozenset[str]:
-    """Words of formats and modifiers: what the design is, not what it is about."""
-    phrases = [fmt for _, formats in KINDS.values() for fmt in formats] + MODIFIERS
-    return frozenset(w for p in phrases for w in _WORD.findall(p.lower())) | _FUNCTION_WORDS
-
-
 def word_pool(min_len: int = 4, max_len: int = 12) -> list[str]:
     """Whole lower-case English words from the relevance model's WordPiece vocabulary (30k entries).
 
@@ -43,16 +31,10 @@ def word_pool(min_len: int = 4, max_len: int = 12) -> list[str]:
     vocab = next(Path(relevance_model_path()).rglob("vocab.txt"), None)
     if vocab is None:
         raise FileNotFoundError(f"no vocab.txt under {relevance_model_path()}")
-    kept = _kept_words()
+    kept = frame_words()
     words = {w for w in vocab.read_text(encoding="utf-8").split()
              if w.isascii() and w.isalpha() and w.islower() and min_len <= len(w) <= max_len}
     return sorted(words - kept)
-
-
-def subject_words(intent: str) -> list[str]:
-    """The intent's words that name its subject, in order, without repeats."""
-    kept = _kept_words()
-    return list(dict.fromkeys(w for w in _WORD.findall(intent.lower()) if w not in kept and len(w) > 2))
 
 
 def _match_case(word: str, like: str) -> str:
@@ -82,13 +64,20 @@ def swap_subject(record: dict, pool: Sequence[str], rng: random.Random, copy: in
             "augmented_from": record["id"], "rewards": None}
 
 
-def augment_corpus(corpus: str | Path, out_dir: str | Path, copies: int = 2, seed: int = 0,
-                   batch: int = 2048) -> dict:
+def augment(cfg: AugmentConfig) -> dict:
+    """The ``augment`` stage: subject-swapped copies of the training records of ``cfg.corpus``."""
+    return augment_corpus(cfg.corpus, cfg.out, copies=cfg.copies, seed=cfg.seed)
+
+
+def augment_corpus(corpus: str | Path, out_dir: str | Path, copies: int = AugmentConfig.copies,
+                   seed: int = AugmentConfig.seed, batch: int = 2048, progress: bool = True) -> dict:
     """Write ``copies`` subject-swapped, re-scored variants of every training record to ``out_dir``.
 
     Deterministic for a seed, and the first ``k`` copies of a run are the records a run with ``copies=k``
     writes; an existing ``out_dir`` with records is refused rather than mixed.
     """
+    from tqdm.auto import tqdm
+
     from udrl.rewards import score
 
     out_dir = Path(out_dir)
@@ -103,7 +92,7 @@ def augment_corpus(corpus: str | Path, out_dir: str | Path, copies: int = 2, see
                 if (v := swap_subject(r, pool, rng, copy)) is not None]
     writer = ShardWriter(out_dir, prefix="swap")
     try:
-        for start in range(0, len(variants), batch):
+        for start in tqdm(range(0, len(variants), batch), desc="augment", unit="batch", disable=not progress):
             chunk = variants[start : start + batch]
             for v, rewards in zip(chunk, score([v["intent"] for v in chunk], [v["output"] for v in chunk])):
                 writer.write({**v, "rewards": rewards})

@@ -9,6 +9,7 @@ second time without guidance (``student_unguided``), taking turns with the other
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -16,10 +17,14 @@ import resource
 import statistics
 import time
 from dataclasses import asdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from udrl import invocation
-from udrl.data import read_intents
-from udrl.sampling import Sampling, load_sampling
+from udrl.config import BenchConfig
+from udrl.corpus import read_intents
+from udrl.student.sampling import Sampling, load_sampling
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -80,7 +85,7 @@ class _TeacherRunner:
         self.parameters = self.teacher.parameters
 
     def one(self, intent: str) -> tuple[int, str]:
-        out = self.teacher.generate([intent], self.task, n=1, seed=0, temperature=0.7, top_p=0.95)[0][0]
+        out = self.teacher.generate([intent], self.task, n=1, seed=0)[0][0]
         return out.completion_tokens, out.text
 
     def describe(self) -> dict:
@@ -148,10 +153,25 @@ def _summary(runs: list[tuple[float, int, int]]) -> dict:
             "mean_words": round(statistics.mean(r[2] for r in runs), 1), "prompts": len(runs)}
 
 
-def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", prompts: int = 24,
-              batch_size: int = 32, length: int | None = None, teachers: tuple[str, ...] = ("llama.cpp",
-                                                                                            "transformers"),
-              show: bool = True, round_size: int = 4, warmup: int = 3) -> dict:
+def bench(cfg: BenchConfig) -> dict:
+    """The ``bench`` stage: measure, write ``cfg.json`` if given (inside the checkpoint it refreshes the model
+    card) and return the result."""
+    from udrl.cards import write_model_card
+
+    result = run_bench(cfg.checkpoint, cfg.intents, task=cfg.task, prompts=cfg.prompts, batch_size=cfg.batch_size,
+                       length=cfg.length)
+    if cfg.json:
+        out = Path(cfg.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        if out.resolve().parent == Path(cfg.checkpoint).resolve():
+            write_model_card(cfg.checkpoint)
+    return result
+
+
+def run_bench(checkpoint: str, intents_file: str, task: str = BenchConfig.task, prompts: int = BenchConfig.prompts,
+              batch_size: int = BenchConfig.batch_size, length: int | None = None,
+              teachers: tuple[str, ...] = ("llama.cpp", "transformers"), round_size: int = 4, warmup: int = 3) -> dict:
     """Measure student and teachers; print a table and return the JSON-ready result.
 
     The models take turns, ``round_size`` prompts each, rather than one after the other, and each round
@@ -184,7 +204,8 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
                 worker.call("batch", (batch, 99))  # warm-up at this batch size
         runs: dict[str, list] = {name: [] for name in workers}
         batches: dict[str, list] = {name: [] for name in students}
-        for seed, start in enumerate(range(0, len(intents), round_size)):
+        rounds = list(enumerate(range(0, len(intents), round_size)))
+        for seed, start in tqdm(rounds, desc="bench rounds", unit="round"):
             for name, worker in workers.items():
                 runs[name] += worker.call("run", intents[start : start + round_size])
             for name in students:  # a batch in every round too, so it meets the same machine states
@@ -205,8 +226,6 @@ def run_bench(checkpoint: str, intents_file: str, task: str = "image_prompt", pr
     for backend in teachers:
         key = backend.replace(".", "")
         result[f"speedup_vs_{key}"] = round(result[f"teacher_{key}"]["p50_ms"] / s["p50_ms"], 1)
-    if show:
-        print(format_table(result))
     return result
 
 

@@ -11,12 +11,12 @@ import numpy as np
 from scipy.stats import bootstrap, pearsonr, spearmanr
 
 from udrl import invocation, rewards
-from udrl.data import read_intents
-from udrl.sampling import SAMPLING_FILE, read_sampling_record
+from udrl.config import (LENGTH_COMMAND_RANGE, LENGTH_GRID, RELEVANCE_STEPS, TEACHER_TEMPERATURE, TEACHER_TOP_P,
+                         EvaluateConfig, task_list)
+from udrl.corpus import read_intents
+from udrl.student.sampling import SAMPLING_FILE, read_sampling_record
 
-RELEVANCE_STEPS = 6
-LENGTH_GRID = (8, 16, 24, 32, 40)  # the same length commands for every task
-LENGTH_MAE_RANGE = (8, 40)
+LENGTH_MAE_RANGE = (LENGTH_GRID[0], LENGTH_GRID[-1])
 # the goals the evaluation reports against (``tune`` measures its margins to the same bounds)
 SPEARMAN_GOAL, PEARSON_GOAL, LENGTH_MAE_GOAL = 0.95, 0.6, 3.0
 DIVERSITY_TOLERANCE = 0.10  # top-command diversity within 10 % of the teacher's
@@ -26,7 +26,8 @@ NOVELTY_GOAL = 0.5  # image_prompt at the top command: no copying the intent bac
 def length_commands(student, task: str, steps: int = 5) -> list[int]:
     """Length commands over the task's supported range (5 % to 95 % of the corpus), plus the fixed grid."""
     lo, hi = student.encoding.length_range[task]
-    own = {int(round(x)) for x in np.linspace(max(5, lo), min(60, max(hi, lo + 4)), steps)}
+    low, high = LENGTH_COMMAND_RANGE
+    own = {int(round(x)) for x in np.linspace(max(low, lo), min(high, max(hi, lo + 4)), steps)}
     return sorted(own | set(LENGTH_GRID))
 
 
@@ -49,16 +50,30 @@ def _stats(intents: list[str], groups: list[list[str]]) -> dict:
     ends = np.cumsum([len(g) for g in groups])[:-1]
     by_intent = np.array([part.mean() if len(part) else np.nan for part in np.split(rel, ends)])
     return {"relevance": rel, "length": lengths, "novelty": nov, "diversity": _group_diversity(groups),
+            "non_word": np.array(rewards.non_word_rate(flat_intents, flat)),
+            "subject_kept": np.array(rewards.subject_kept(flat_intents, flat), dtype=float),
             "n": len(flat), "relevance_by_intent": by_intent}
+
+
+def _language(stats: dict) -> dict:
+    """Non-word rate (share of words) and subject kept (share of outputs) of a scored run."""
+    return {"non_word_rate": round(float(stats["non_word"].mean()), 4),
+            "subject_kept": round(float(stats["subject_kept"].mean()), 4)}
 
 
 def sweep_student(student, intents: list[str], task: str, commands: list[float], *, samples: int,
                   seed: int, length: int | None = None, kind: str = "relevance",
-                  relevance: float | None = None, **sampling) -> list[tuple[float, dict]]:
+                  relevance: float | None = None, progress: bool = False, on_step=None,
+                  **sampling) -> list[tuple[float, dict]]:
     """Student outputs scored for each command value (``kind`` = which command is swept); ``sampling``
-    overrides the checkpoint's sampling settings (temperature, top_p, guidance_scale, repetition_penalty)."""
+    overrides the checkpoint's sampling settings (temperature, top_p, guidance_scale, repetition_penalty).
+    ``on_step(i, command)`` is called before each command (the app's progress bar)."""
+    from tqdm.auto import tqdm
+
     results = []
-    for c in commands:
+    for i, c in enumerate(tqdm(commands, desc=f"{task}: {kind} commands", leave=False, disable=not progress)):
+        if on_step is not None:
+            on_step(i, c)
         if kind == "relevance":
             outs = student.generate(intents, task, relevance=c, length=length, n=samples, seed=seed, **sampling)
         else:
@@ -73,12 +88,13 @@ def relevance_commands(student, task: str, steps: int = RELEVANCE_STEPS) -> list
     return [round(float(x), 4) for x in np.linspace(lo, hi, steps)]
 
 
-def relevance_control(student, intents: list[str], task: str, samples: int, seed: int, **sampling) -> dict:
+def relevance_control(student, intents: list[str], task: str, samples: int, seed: int, progress: bool = False,
+                      **sampling) -> dict:
     """Sweep the relevance command at the task's median length: ``sweep``, ``spearman`` (commands vs
     mean relevance), ``pearson`` (per sample) and ``top`` (the highest command)."""
     rel_commands = relevance_commands(student, task)
     rel_runs = sweep_student(student, intents, task, rel_commands, samples=samples, seed=seed,
-                             length=student.encoding.length_median[task], **sampling)
+                             length=student.encoding.length_median[task], progress=progress, **sampling)
     sweep = [{"relevance_command": c, "relevance_mean": round(float(s["relevance"].mean()), 4),
               "relevance_std": round(float(s["relevance"].std()), 4),
               "length_mean": round(float(s["length"].mean()), 2),
@@ -93,17 +109,17 @@ def relevance_control(student, intents: list[str], task: str, samples: int, seed
             "top_relevance_by_intent": top["relevance_by_intent"],
             "top": {"relevance_command": top_command, "relevance_mean": round(float(top["relevance"].mean()), 4),
                     "novelty_mean": round(float(top["novelty"].mean()), 4), "diversity": round(top["diversity"], 4),
-                    "length_mean": round(float(top["length"].mean()), 2)}}
+                    "length_mean": round(float(top["length"].mean()), 2), **_language(top)}}
 
 
 def teacher_stats(teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
-    """The teacher's mean rewards and diversity on the same intents (temperature 0.7, top-p 0.95)."""
+    """The teacher's mean rewards and diversity on the same intents, sampled as the app compares it."""
     return _teacher_run(teacher, intents, task, samples, seed)[0]
 
 
 def _teacher_run(teacher, intents: list[str], task: str, samples: int, seed: int) -> tuple[dict, np.ndarray]:
     """:func:`teacher_stats` and the teacher's mean relevance per intent."""
-    groups = teacher.generate(intents, task, n=samples, seed=seed, temperature=0.7, top_p=0.95)
+    groups = teacher.generate(intents, task, n=samples, seed=seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P)
     t = _stats(intents, [[o.text for o in g] for g in groups])
     return {
         "backend": teacher.backend, "model": teacher.model,
@@ -111,7 +127,7 @@ def _teacher_run(teacher, intents: list[str], task: str, samples: int, seed: int
         "relevance_std": round(float(t["relevance"].std()), 4),
         "length_mean": round(float(t["length"].mean()), 2), "length_std": round(float(t["length"].std()), 2),
         "novelty_mean": round(float(t["novelty"].mean()), 4), "diversity": round(t["diversity"], 4),
-        "n": t["n"],
+        **_language(t), "n": t["n"],
     }, t["relevance_by_intent"]
 
 
@@ -135,13 +151,13 @@ def _supported(student, task: str, command: int) -> bool:
 
 
 def length_control(student, intents: list[str], task: str, samples: int, seed: int,
-                   commands: list[int] | None = None, **sampling) -> dict:
+                   commands: list[int] | None = None, progress: bool = False, **sampling) -> dict:
     """Sweep the length command at the task's top relevance command: ``length_sweep`` (with the token each
     request was sent as), ``length_mae`` (supported commands 8..40) and ``length_mae_grid`` (the fixed grid
     8, 16, 24, 32, 40, any task)."""
     commands = length_commands(student, task) if commands is None else commands
     len_runs = sweep_student(student, intents, task, commands, samples=samples, seed=seed, kind="length",
-                             relevance=student.encoding.relevance_range[task][1], **sampling)
+                             relevance=student.encoding.relevance_range[task][1], progress=progress, **sampling)
     length_sweep = [{"length_command": c, "length_token": s["length_token"],
                      "length_mean": round(float(s["length"].mean()), 2),
                      "length_std": round(float(s["length"].std()), 2),
@@ -165,11 +181,11 @@ def supported_length_commands(student, task: str) -> list[int]:
 
 def evaluate_task(student, teacher, intents: list[str], task: str, samples: int, seed: int) -> dict:
     """The metrics of one task (see the module docstring of ``python -m udrl evaluate``)."""
-    control = relevance_control(student, intents, task, samples, seed)
+    control = relevance_control(student, intents, task, samples, seed, progress=True)
     result = {
         "sampling": asdict(student.sampling_for(task)),
         "sweep": control["sweep"], "spearman": control["spearman"], "pearson": control["pearson"],
-        **length_control(student, intents, task, samples, seed),
+        **length_control(student, intents, task, samples, seed, progress=True),
         "top": control["top"], "teacher": None,
     }
     if teacher is not None:
@@ -188,14 +204,33 @@ def tuning_window(checkpoint: str, intents_file: str) -> tuple[int, int]:
     return int(tuned["skip"]), int(tuned["n_intents"])
 
 
-def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int = 4, limit: int | None = 60,
-             seed: int = 0, teacher_backend: str = "llama.cpp", skip: int = 0, outside_tuning: bool = False) -> dict:
+def evaluate(cfg: EvaluateConfig) -> dict:
+    """The ``evaluate`` stage: measure the checkpoint, write ``cfg.json`` (and ``cfg.report``), and return the
+    result. A JSON written inside the checkpoint (its ``metrics.json``) refreshes its model card."""
+    from udrl.cards import write_model_card
+
+    result = evaluate_checkpoint(cfg.checkpoint, cfg.intents, task_list(cfg.tasks), samples=cfg.samples,
+                                 limit=cfg.limit, seed=cfg.seed, teacher_backend=cfg.teacher, skip=cfg.skip,
+                                 outside_tuning=cfg.outside_tuning)
+    out = Path(cfg.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    if cfg.report:
+        write_report(result, cfg.report)
+    if out.resolve().parent == Path(cfg.checkpoint).resolve():
+        write_model_card(cfg.checkpoint)
+    return result
+
+
+def evaluate_checkpoint(checkpoint: str, intents_file: str, tasks: list[str], samples: int, limit: int | None,
+                        seed: int, teacher_backend: str, skip: int = 0, outside_tuning: bool = False) -> dict:
     """Evaluate a checkpoint on ``limit`` intents of a file after the first ``skip``; returns the
     JSON-ready result. ``outside_tuning`` first leaves out the intents ``tune`` measured the checkpoint's
     settings on (:func:`tuning_window`)."""
-    from udrl.student import load_student
+    from udrl.student import check_checkpoint, load_student
     from udrl.teacher import load_teacher
 
+    check_checkpoint(checkpoint)
     intents = read_intents(intents_file)
     left_out = tuning_window(checkpoint, intents_file) if outside_tuning else None
     if left_out:
@@ -206,7 +241,7 @@ def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int 
     student = load_student(checkpoint)
     teacher = None if teacher_backend == "none" else load_teacher(teacher_backend)
     result = {"checkpoint": checkpoint, "intents": intents_file, "skip": skip, "n_intents": len(intents),
-              "samples": samples, "seed": seed, "command": invocation("evaluate", "udrl.evaluate.evaluate"),
+              "samples": samples, "seed": seed, "command": invocation("evaluate", "udrl.evaluate.evaluate_checkpoint"),
               "parameters": student.parameters, "tasks": {}}
     if left_out:
         result["left_out"] = {"skip": left_out[0], "n_intents": left_out[1]}
@@ -216,19 +251,23 @@ def evaluate(checkpoint: str, intents_file: str, tasks: list[str], samples: int 
 
 
 GOALS = (f"spearman >= {SPEARMAN_GOAL:g}, pearson >= {PEARSON_GOAL:g}, length MAE <= {LENGTH_MAE_GOAL:g}, "
-         "top relevance >= teacher's")
+         "top relevance >= teacher's, non-word rate <= teacher's + 0.5 points, subject kept >= teacher's - 5 points")
 
 
 def summary_lines(result: dict) -> list[str]:
+    nan = float("nan")
     lines = [f"{'task':<15} {'spearman':>8} {'pearson':>8} {'lenMAE':>7} {'gridMAE':>7} {'top rel':>8} "
-             f"{'teacher':>8} {'top nov':>8} {'top div':>8} {'t div':>6}  top - teacher [95% CI]"]
+             f"{'teacher':>8} {'top nov':>8} {'top div':>8} {'t div':>6} {'nonword':>8} {'t nonw':>7} "
+             f"{'subject':>8} {'t subj':>7}  top - teacher [95% CI]"]
     for task, m in result["tasks"].items():
-        t = m["teacher"] or {}
+        t, top = m["teacher"] or {}, m["top"]
         lines.append(f"{task:<15} {m['spearman']:>8.3f} {m['pearson']:>8.3f} {m['length_mae']:>7.2f} "
                      f"{m['length_mae_grid']:>7.2f} "
-                     f"{m['top']['relevance_mean']:>8.3f} {t.get('relevance_mean', float('nan')):>8.3f} "
-                     f"{m['top']['novelty_mean']:>8.3f} {m['top']['diversity']:>8.3f} "
-                     f"{t.get('diversity', float('nan')):>6.3f}  {format_difference(m.get('top_vs_teacher'))}")
+                     f"{top['relevance_mean']:>8.3f} {t.get('relevance_mean', nan):>8.3f} "
+                     f"{top['novelty_mean']:>8.3f} {top['diversity']:>8.3f} "
+                     f"{t.get('diversity', nan):>6.3f} {top.get('non_word_rate', nan):>8.3f} "
+                     f"{t.get('non_word_rate', nan):>7.3f} {top.get('subject_kept', nan):>8.3f} "
+                     f"{t.get('subject_kept', nan):>7.3f}  {format_difference(m.get('top_vs_teacher'))}")
     return lines + [f"goals: {GOALS}"]
 
 

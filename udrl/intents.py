@@ -7,9 +7,13 @@ train intent (cosine >= ``NEAR_DUPLICATE``) is dropped, so the test split measur
 from __future__ import annotations
 
 import random
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from udrl.config import IntentsConfig
 
 NEAR_DUPLICATE = 0.85
 
@@ -225,8 +229,8 @@ def _candidates(subjects: list[str], formats: list[str], rng: random.Random) -> 
     return out
 
 
-def build_intents(n_train: int = 2000, n_test: int = 330, test_share: float = 0.18,
-                  seed: int = 13) -> tuple[list[str], list[str], dict]:
+def build_intents(n_train: int = IntentsConfig.train, n_test: int = IntentsConfig.test, test_share: float = 0.18,
+                  seed: int = IntentsConfig.seed) -> tuple[list[str], list[str], dict]:
     """Train and test intents, balanced over kinds, test subjects disjoint and no near-duplicates."""
     from udrl.rewards import embed
 
@@ -266,6 +270,14 @@ def build_intents(n_train: int = 2000, n_test: int = 330, test_share: float = 0.
     return sorted(train), sorted(test), stats
 
 
+def make_intents(cfg: IntentsConfig) -> dict:
+    """The ``intents`` stage: template intents, or with ``cfg.open`` open-vocabulary ones, written to ``cfg.out``."""
+    if cfg.open:
+        return write_open_intents(cfg.out, exclude_file=cfg.exclude, n_train=cfg.train, n_test=cfg.test,
+                                  seed=cfg.seed)
+    return write_intents(cfg.out, n_train=cfg.train, n_test=cfg.test, seed=cfg.seed)
+
+
 def write_intents(directory: str | Path, **kwargs) -> dict:
     """Write ``train.txt`` and ``test.txt`` (one intent a line) and return the build statistics."""
     directory = Path(directory)
@@ -274,3 +286,154 @@ def write_intents(directory: str | Path, **kwargs) -> dict:
     (directory / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
     (directory / "test.txt").write_text("\n".join(test) + "\n", encoding="utf-8")
     return {"train": len(train), "test": len(test), **stats}
+
+
+# -- open vocabulary: intents over any English noun or name, from WordNet --------------------------------------
+
+OCCASIONS = ["shop grand opening", "festival", "workshop", "repair service", "sale", "club", "museum exhibit",
+             "themed birthday party", "appreciation day", "fan meetup", "photo contest", "awareness week",
+             "tour", "class", "delivery service", "market", "showcase", "rental", "subscription box",
+             "fundraiser"]
+RELATIONS = ["wearing", "holding", "riding", "eating", "reading", "next to", "in front of", "on top of",
+             "surrounded by", "playing with", "carrying", "sitting on", "made of", "painting", "hiding behind"]
+ACTORS = ("animal", "person")
+PROPS = ("object", "food", "plant")
+FORMATS = sorted({fmt for _, formats in KINDS.values() for fmt in formats})
+# the share of each phrasing among open-vocabulary intents
+FORMS = {"subject": 0.25, "subject_format": 0.2, "occasion": 0.25, "scene": 0.2, "place": 0.1}
+TEST_SHARE = 0.15  # head words held out for the open-vocabulary test set
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
+def _held_out(head: str, share: float) -> bool:
+    """Whether a head word belongs to the test partition (stable across runs and machines)."""
+    import hashlib
+
+    return int(hashlib.sha1(head.lower().encode()).hexdigest()[:8], 16) % 1000 < share * 1000
+
+
+def _head(lemma_text: str) -> str:
+    return lemma_text.lower().replace("-", " ").split()[-1]
+
+
+def _open_intent(form: str, pools: dict[str, list], adjectives: list[str], rng: random.Random) -> tuple[str, list[str]]:
+    """One intent of ``form`` and the lemmas (subject words) it was built from."""
+    def pick(*kinds: str):
+        return rng.choice(pools[rng.choice([k for k in kinds if pools[k]])])
+
+    def name(lemma) -> str:
+        return lemma.text if lemma.proper else lemma.text.lower()
+
+    adjective = rng.choice(adjectives) if rng.random() < 0.25 else None
+    if form == "subject":
+        noun = pick("object", "animal", "food", "plant", "person", "nature", "place")
+        text = name(noun) if adjective is None or noun.proper else f"{adjective} {name(noun)}"
+        if not noun.proper and rng.random() < 0.4:
+            text = _article(text)
+        return text, [noun.text] + ([adjective] if adjective and not noun.proper else [])
+    if form == "subject_format":
+        noun = pick("object", "animal", "food", "plant", "person", "nature")
+        subject = name(noun) if adjective is None or noun.proper else f"{adjective} {name(noun)}"
+        return f"{subject} {rng.choice(FORMATS)}", [noun.text] + ([adjective] if adjective and not noun.proper else [])
+    if form == "occasion":
+        noun = pick("object", "animal", "food", "plant")
+        subject = name(noun) if adjective is None else f"{adjective} {name(noun)}"
+        text = f"{subject} {rng.choice(OCCASIONS)}"
+        if rng.random() < 0.4:
+            text += f" {rng.choice(FORMATS)}"
+        return text, [noun.text] + ([adjective] if adjective else [])
+    if form == "scene":
+        actor, prop = pick(*ACTORS), pick(*PROPS)
+        relation = rng.choice(RELATIONS)
+        left = name(actor) if actor.proper else _article(name(actor))
+        right = name(prop) if prop.proper or relation == "made of" else _article(name(prop))
+        return f"{left} {relation} {right}", [actor.text, prop.text]
+    place = rng.choice([lemma for lemma in pools["place"] + pools["nature"] if lemma.proper])
+    return rng.choice(PLACE_FRAMES).format(p=place.text), [place.text]
+
+
+def build_open_intents(n_train: int, n_test: int, seed: int,
+                       exclude: list[str] = ()) -> tuple[list[str], list[str], dict]:
+    """Open-vocabulary intents: five phrasings over WordNet's nouns (objects, animals, foods, plants, people,
+    places, landmarks) and adjectives. Test intents take head words held out from training, and any test
+    intent sharing a subject word with a training intent (or with ``exclude``) is dropped."""
+    from udrl import lexicon
+
+    rng = random.Random(seed)
+    adjectives = list(lexicon.adjectives())
+    nouns = lexicon.nouns()
+    pools = {"train": {}, "test": {}}
+    for lemma in nouns:
+        part = "test" if _held_out(_head(lemma.text), TEST_SHARE) else "train"
+        pools[part].setdefault(lemma.kind, []).append(lemma)
+    for part in pools:
+        for kind in {lemma.kind for lemma in nouns}:
+            pools[part].setdefault(kind, [])
+    adjective_parts = {"train": [a for a in adjectives if not _held_out(a, TEST_SHARE)],
+                       "test": [a for a in adjectives if _held_out(a, TEST_SHARE)]}
+
+    def draw(part: str, n: int) -> list[tuple[str, list[str], str]]:
+        forms = rng.choices(list(FORMS), weights=list(FORMS.values()), k=n * 2)
+        seen, out = set(), []
+        for form in forms:
+            text, subjects = _open_intent(form, pools[part], adjective_parts[part], rng)
+            if text.lower() not in seen:
+                seen.add(text.lower())
+                out.append((text, subjects, form))
+            if len(out) == n:
+                break
+        return out
+
+    train = draw("train", n_train)
+    train_words = {w for text, _, _ in train for w in lexicon.words(text)}
+    train_words |= {w for text in exclude for w in lexicon.words(text)}
+    frame = frame_words() | {w for phrase in OCCASIONS for w in lexicon.words(phrase)}
+    candidates = draw("test", n_test * 10)
+    test = [(t, s, f) for t, s, f in candidates
+            if not ({w for w in lexicon.words(" ".join(s))} - frame) & train_words][:n_test]
+    stats = {"train": len(train), "test": len(test), "test_candidates": len(candidates),
+             "dropped_sharing_a_word": len(candidates) - len([1 for t, s, f in candidates
+                                                                if not ({w for w in lexicon.words(" ".join(s))}
+                                                                        - frame) & train_words]),
+             "forms_test": {f: sum(1 for _, _, g in test if g == f) for f in FORMS},
+             "nouns": len(nouns), "adjectives": len(adjectives), "seed": seed}
+    return [t for t, _, _ in train], [t for t, _, _ in test], stats
+
+
+def write_open_intents(directory: str | Path, exclude_file: str | Path | None = None, **kwargs) -> dict:
+    """Write ``train.txt`` and ``test.txt`` of open-vocabulary intents, in a seeded random order (so that
+    ``evaluate --limit N`` reads a random sample)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    exclude = Path(exclude_file).read_text(encoding="utf-8").splitlines() if exclude_file else []
+    train, test, stats = build_open_intents(exclude=exclude, **kwargs)
+    (directory / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+    (directory / "test.txt").write_text("\n".join(test) + "\n", encoding="utf-8")
+    return stats
+
+
+# -- subject and frame ---------------------------------------------------------------------------------
+
+FUNCTION_WORDS = frozenset(
+    "a an the and or for of to in on at by with from this that my our your their its is are be new day "
+    "night st".split())
+PLACE_FRAMES = ["{p}", "{p} travel poster", "weekend in {p}", "{p} postcard", "visit {p}", "{p} city guide cover",
+                "{p} food tour"]
+_WORD = re.compile(r"[a-z]+")
+
+
+@lru_cache(maxsize=1)
+def frame_words() -> frozenset[str]:
+    """Words of formats, modifiers, relations and function words: what the design is, not what it is about."""
+    phrases = ([fmt for _, formats in KINDS.values() for fmt in formats] + MODIFIERS + RELATIONS
+               + [frame.format(p="") for frame in PLACE_FRAMES])
+    return frozenset(w for p in phrases for w in _WORD.findall(p.lower())) | FUNCTION_WORDS
+
+
+def subject_words(intent: str) -> list[str]:
+    """The intent's words that name its subject, in order, without repeats."""
+    kept = frame_words()
+    return list(dict.fromkeys(w for w in _WORD.findall(intent.lower()) if w not in kept and len(w) > 2))

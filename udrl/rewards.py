@@ -1,4 +1,5 @@
-"""Rewards of a teacher or student output for its intent: relevance, length, novelty, diversity.
+"""Rewards of a teacher or student output for its intent: relevance, length, novelty, diversity, and the
+two checks of real language: non-word rate and subject kept.
 
 All functions take lists and work in batches; the sentence-transformers model is loaded once, offline.
 """
@@ -99,3 +100,32 @@ def score(intents: Sequence[str], outputs: Sequence[str]) -> list[dict[str, floa
         {"relevance": round(r, 4), "length": n, "novelty": round(v, 4)}
         for r, n, v in zip(rel, length(outputs), novelty(intents, outputs))
     ]
+
+
+def non_word_rate(intents: Sequence[str], outputs: Sequence[str]) -> list[float]:
+    """Share of each output's words that are in no English word list and not in its intent (invented or
+    mangled words such as "abewriter"); 0 for an empty output."""
+    from udrl.lexicon import is_english, words as letter_words
+
+    rates = []
+    for intent, output in zip(intents, outputs, strict=True):
+        out_words = letter_words(output)
+        seen = set(letter_words(intent))
+        bad = sum(not (w in seen or is_english(w)) for w in out_words)
+        rates.append(bad / len(out_words) if out_words else 0.0)
+    return rates
+
+
+def subject_kept(intents: Sequence[str], outputs: Sequence[str]) -> list[bool]:
+    """Whether each output contains every content word of its intent (its subject words, not its format,
+    modifier or function words), compared by Snowball stem so that "cats" keeps "cat"."""
+    import snowballstemmer
+
+    from udrl.intents import subject_words
+
+    stem = snowballstemmer.stemmer("english").stemWord
+    kept = []
+    for intent, output in zip(intents, outputs, strict=True):
+        have = {stem(w) for w in words(output)}
+        kept.append(all(stem(w) in have for w in subject_words(intent)))
+    return kept

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from udrl.config import TEACHER_TEMPERATURE, TEACHER_TOP_P
 from udrl.llamacpp import safe_model_params
 from udrl.tasks import Task, clean_output, get_task
 
@@ -52,8 +53,8 @@ class Teacher(Protocol):
         task: str,
         n: int = 1,
         seed: int = 0,
-        temperature: float = 0.7,
-        top_p: float = 0.95,
+        temperature: float = TEACHER_TEMPERATURE,
+        top_p: float = TEACHER_TOP_P,
         max_new_tokens: int | None = None,
     ) -> list[list[TeacherOutput]]:
         """``n`` samples for each intent: a list (per intent) of lists (per sample)."""
@@ -92,7 +93,7 @@ class RecentRepetitionPenalty:
         self.penalty, self.last_n = penalty, last_n
 
     def __call__(self, input_ids, scores):
-        from udrl.decoding import penalized
+        from udrl.student.decoding import penalized
 
         recent = input_ids[:, -self.last_n:]
         return scores.scatter(1, recent, penalized(scores.gather(1, recent), self.penalty))
@@ -114,7 +115,7 @@ class _ChatCompletionTeacher:
                   stop: list[str]) -> dict:
         raise NotImplementedError
 
-    def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
+    def generate(self, intents, task, n=1, seed=0, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, max_new_tokens=None):
         t = get_task(task)
         limit = max_new_tokens or t.max_new_tokens
         decoding = {"temperature": temperature, "top_p": top_p, **self.decoding_extra}
@@ -195,7 +196,7 @@ class TransformersTeacher:
         self.batch_size = batch_size
         self.parameters = sum(p.numel() for p in self.lm.parameters())
 
-    def generate(self, intents, task, n=1, seed=0, temperature=0.7, top_p=0.95, max_new_tokens=None):
+    def generate(self, intents, task, n=1, seed=0, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, max_new_tokens=None):
         import torch
         from transformers import LogitsProcessorList
 

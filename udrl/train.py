@@ -15,7 +15,7 @@ import copy
 import functools
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -23,36 +23,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from udrl import invocation
-from udrl.commands import ENCODING_FILE, EOS, PAD, CommandEncoding, prompt_text, training_text
-from udrl.data import load_corpus
-from udrl.decoding import guided_scores
-from udrl.sampling import Sampling, load_sampling, save_sampling
-
-
-@dataclass
-class TrainConfig:
-    corpus: str = "data/distill"
-    augmented: str | None = None  # subject-swapped training records (``python -m udrl augment``)
-    out: str = "checkpoints/student"
-    state_dir: str | None = None  # resumable training state; default runs/<out name>-state
-    init: str | None = None  # pretrained GPT-2 id or path, or a student checkpoint to continue; None: new
-    vocab_size: int = 4096
-    n_layer: int = 4
-    n_embd: int = 256
-    n_head: int = 4
-    n_positions: int = 128
-    relevance_bins: int = 8
-    epochs: int = 8
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup: float = 0.05
-    dropout: float = 0.1
-    max_steps: int | None = None
-    seed: int = 0
-    resume: bool = False
-    progress: bool = True
-    distil_guidance: bool = False  # continue ``init`` to draw in one pass what its guided sampling draws
+from udrl.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, TrainConfig
+from udrl.student.encoding import ENCODING_FILE, EOS, PAD, CommandEncoding, prompt_text, training_text
+from udrl.corpus import load_corpus
+from udrl.student.decoding import guided_scores
+from udrl.student.sampling import Sampling, load_sampling, save_sampling
 
 
 def usable(record: dict) -> bool:
@@ -286,7 +261,7 @@ def train(cfg: TrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.generation_config = GenerationConfig(
-            do_sample=True, temperature=0.7, top_p=0.95, max_new_tokens=96,
+            do_sample=True, temperature=DEFAULT_TEMPERATURE, top_p=DEFAULT_TOP_P, max_new_tokens=96,
             eos_token_id=tokenizer.convert_tokens_to_ids(EOS), pad_token_id=pad_id)
         unwrapped.save_pretrained(out)
         tokenizer.save_pretrained(out)
@@ -294,7 +269,7 @@ def train(cfg: TrainConfig) -> dict:
         if scales:  # the same temperature and top-p, now without a second pass
             save_sampling(out, {t: s.replace(guidance_scale=1.0) for t, s in guide_sampling.items()},
                           {"command": invocation("train", "udrl.train.train")})
-        from udrl.gguf_export import GGUF_NAME, export_gguf
+        from udrl.student.gguf import GGUF_NAME, export_gguf
 
         export_gguf(unwrapped, tokenizer, out / GGUF_NAME)  # for llama.cpp decoding
         c = unwrapped.config
@@ -308,7 +283,7 @@ def train(cfg: TrainConfig) -> dict:
         if scales:
             info["distilled_guidance"] = scales
         (out / "training.json").write_text(json.dumps(info, indent=2))
-        from udrl.model_card import write_model_card
+        from udrl.cards import write_model_card
 
         write_model_card(out)
         return info

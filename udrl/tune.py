@@ -8,25 +8,27 @@ words each command came to are the finalist's length calibration, and its length
 (<= 3 words). Then its relevance sweep is measured again as the student will run it, with length requests
 sent through that calibration (``"calibrated": true`` in its trial). The finalist meeting the most goals
 wins, then the one whose smallest margin is largest; it is saved as ``sampling.json`` beside the
-checkpoint with its calibration and every trial (and the command that chose each task's settings), so
-the choice can be checked. A rerun on the same intents reuses the trials
-it finds there, so an interrupted or extended grid only measures what is new.
+checkpoint with its calibration and the command that chose each task's settings; every trial goes to a
+file of its own (``TuneConfig.trials``), so the choice can be checked. A rerun on the same intents reuses
+the trials it finds there, so an interrupted or extended grid only measures what is new.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from itertools import product
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from udrl import invocation
-from udrl.data import read_intents
+from udrl.config import TuneConfig, task_list
+from udrl.corpus import read_intents
 from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, PEARSON_GOAL, SPEARMAN_GOAL,
                            length_control, relevance_control, teacher_stats)
-from udrl.sampling import (GUIDANCE_SCALES, REPETITION_PENALTIES, TEMPERATURES, TOP_PS, LengthCalibration,
-                           Sampling, read_sampling_record, save_sampling)
+from udrl.student.sampling import LengthCalibration, Sampling, read_sampling_record, save_sampling
 
 if TYPE_CHECKING:
     from udrl.student import Student
@@ -62,11 +64,8 @@ def _relevance_trial(student: Student, intents: list[str], task: str, samples: i
                      teacher: dict, calibration: LengthCalibration | None = None) -> dict:
     """The relevance sweep of one setting and its goal margins; length requests go through ``calibration``
     (none: sent as they are)."""
-    student.length_calibration = {task: calibration} if calibration else {}
-    try:
-        control = relevance_control(student, intents, task, samples, seed, **setting)
-    finally:
-        student.length_calibration = {}
+    measured = student.with_length_calibration({task: calibration} if calibration else {})
+    control = relevance_control(measured, intents, task, samples, seed, **setting)
     return {"sampling": setting, "spearman": control["spearman"], "pearson": control["pearson"],
             "top": control["top"], "margins": goal_margins(task, control, teacher)}
 
@@ -83,30 +82,39 @@ def _commands(earlier: dict) -> dict[str, str]:
                                        if "command" in earlier}
 
 
-def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, limit: int = 80,
-         samples: int = 3, seed: int = 0, teacher_backend: str = "llama.cpp",
-         guidance_scales: tuple[float, ...] = GUIDANCE_SCALES,
-         temperatures: tuple[float, ...] = TEMPERATURES, top_ps: tuple[float, ...] = TOP_PS,
-         repetition_penalties: tuple[float, ...] = REPETITION_PENALTIES) -> dict:
-    """Measure the grid on intents ``skip .. skip+limit`` of the file and save the best setting per task."""
-    from udrl.student import load_student
+def trials_path(cfg: TuneConfig) -> Path:
+    """Where the trials of a tuning run go: ``cfg.trials``, or ``runs/tune/<checkpoint folder name>.json``."""
+    return Path(cfg.trials or f"runs/tune/{Path(cfg.checkpoint).name}.json")
+
+
+def tune(cfg: TuneConfig) -> dict:
+    """The ``tune`` stage: measure the grid on intents ``skip .. skip+limit`` of the file, save the best setting
+    per task as the checkpoint's ``sampling.json`` and every trial to :func:`trials_path`."""
+    from udrl.cards import write_model_card
+    from udrl.student import check_checkpoint, load_student
     from udrl.teacher import load_teacher
 
-    intents = read_intents(intents_file)[skip : skip + limit]
+    checkpoint, intents_file, tasks, seed, samples = cfg.checkpoint, cfg.intents, task_list(cfg.tasks), cfg.seed, cfg.samples
+    check_checkpoint(checkpoint)
+    intents = read_intents(intents_file)[cfg.skip : cfg.skip + cfg.limit]
     if not intents:
-        raise ValueError(f"no intents left in {intents_file} after skipping {skip}")
-    student = load_student(checkpoint)
-    calibrated, student.length_calibration = student.length_calibration, {}  # trials set their own
-    key = {"intents": intents_file, "skip": skip, "n_intents": len(intents), "samples": samples, "seed": seed}
+        raise ValueError(f"no intents left in {intents_file} after skipping {cfg.skip}")
+    loaded = load_student(checkpoint)
+    student = loaded.with_length_calibration({})  # trials set their own
+    key = {"intents": intents_file, "skip": cfg.skip, "n_intents": len(intents), "samples": samples, "seed": seed}
     earlier_record = read_sampling_record(checkpoint) or {}
-    cache = _cached(earlier_record, key)
+    out = trials_path(cfg)
+    # trials recorded inside sampling.json by earlier versions are read too
+    earlier_trials = json.loads(out.read_text()) if out.is_file() else earlier_record
+    cache = _cached(earlier_trials, key)
+    calibrated = dict(loaded.length_calibration)
     teacher = None
     chosen, best, trials, teachers = {}, {}, {}, {}
-    grid = list(product(guidance_scales, temperatures, top_ps, repetition_penalties))
+    grid = list(product(*cfg.grid().values()))
     for task in tasks:
         teachers[task] = cache.get("teacher", {}).get(task)
         if teachers[task] is None:
-            teacher = teacher or load_teacher(teacher_backend)
+            teacher = teacher or load_teacher(cfg.teacher)
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
         earlier = {Sampling(**t["sampling"]): t for t in cache.get("trials", {}).get(task, [])}
         trials[task] = []
@@ -135,8 +143,25 @@ def tune(checkpoint: str, intents_file: str, tasks: list[str], skip: int = 60, l
         calibrated[task] = LengthCalibration.from_points(best[task]["length_curve"])
     command = invocation("tune", "udrl.tune.tune")
     provenance = {"command": command, "commands": {**_commands(earlier_record), **{task: command for task in tasks}},
-                  **key, "teacher": {**cache.get("teacher", {}), **teachers},
-                  "trials": {**cache.get("trials", {}), **trials}}
-    merged = {**student.sampling, **chosen}  # tasks not tuned this time keep their settings
+                  **key, "trials_file": str(out)}
+    merged = {**loaded.sampling, **chosen}  # tasks not tuned this time keep their settings
     save_sampling(checkpoint, merged, provenance, calibrated)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**key, "command": command, "teacher": {**cache.get("teacher", {}), **teachers},
+                               "trials": {**cache.get("trials", {}), **trials}}, indent=1) + "\n")
+    write_model_card(checkpoint)
     return {"sampling": {t: asdict(s) for t, s in chosen.items()}, "best": best, "teacher": teachers}
+
+
+def summary_lines(result: dict) -> list[str]:
+    """One line per tuned task: the chosen setting and what it measured against the teacher."""
+    lines = []
+    for task, best in result["best"].items():
+        s, top, t = best["sampling"], best["top"], result["teacher"][task]
+        lines.append(f"{task:<15} guidance {s['guidance_scale']:.1f} temperature {s['temperature']:.2f} "
+                     f"top-p {s['top_p']:.2f} repetition penalty {s['repetition_penalty']:.2f}: "
+                     f"spearman {best['spearman']:.3f} pearson {best['pearson']:.3f} top relevance "
+                     f"{top['relevance_mean']:.3f} (teacher {t['relevance_mean']:.3f}) diversity {top['diversity']:.3f} "
+                     f"(teacher {t['diversity']:.3f}) length MAE {best.get('length_mae', float('nan')):.2f} "
+                     "before calibration")
+    return lines

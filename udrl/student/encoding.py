@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from udrl.config import LENGTH_COMMAND_RANGE
 from udrl.tasks import TASK_NAMES
 
 ENCODING_FILE = "udrl.json"
-LENGTH_MIN, LENGTH_MAX = 1, 64  # length tokens; commands from 5 to 60 words are accepted
-LENGTH_COMMAND_RANGE = (5, 60)
+LENGTH_MIN, LENGTH_MAX = 1, 64  # length tokens; a user's command is clamped to LENGTH_COMMAND_RANGE
 SEP, EOS, PAD = "<|sep|>", "<|endoftext|>", "<|pad|>"
 
 
@@ -106,14 +106,14 @@ class CommandEncoding:
 
     @staticmethod
     def clamp_length(value: float) -> int:
-        """Word count clamped to the accepted command range 5..60 (and to the tokens, for achieved values)."""
+        """Word count clamped to the length tokens (achieved values; commands go through :meth:`clamp_length_command`)."""
         if value is None or not math.isfinite(float(value)):
             raise ValueError("length must be a number of words")
         return int(min(max(round(float(value)), LENGTH_MIN), LENGTH_MAX))
 
     @classmethod
     def clamp_length_command(cls, value: float) -> int:
-        """A user's length command clamped to the accepted range 5..60 words."""
+        """A user's length command clamped to ``LENGTH_COMMAND_RANGE`` words."""
         lo, hi = LENGTH_COMMAND_RANGE
         return min(max(cls.clamp_length(value), lo), hi)
 

@@ -330,7 +330,7 @@ def _draw_sorted(probs: torch.Tensor, top_p: float, generator) -> torch.Tensor:
 
 
 class LlamaCppGPT2:
-    """Single-stream decoding of the student's GGUF export (see ``udrl.gguf_export``) with llama.cpp.
+    """Single-stream decoding of the student's GGUF export (see ``udrl.student.gguf``) with llama.cpp.
 
     llama.cpp runs the forward pass; sampling uses the same torch sampler as :class:`FastGPT2`, so both
     paths give the same tokens for the same seed whenever their logits agree. ggml's kernels are not

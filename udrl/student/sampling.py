@@ -7,8 +7,8 @@ s > 1 widens the gap between what high and low commands produce. The repetition 
 transformers' ``RepetitionPenaltyLogitsProcessor``) lowers the logits of tokens the output already
 holds; the prompt is not counted, so the intent's words stay free to use. ``python -m udrl tune`` chooses
 the settings by measurement on intents the evaluation does not use and saves them as ``sampling.json``
-beside the checkpoint; without that file every task samples at temperature 0.7, top-p 0.95, unguided and
-unpenalised.
+beside the checkpoint; without that file every task samples at ``DEFAULT_TEMPERATURE`` and ``DEFAULT_TOP_P``,
+unguided and unpenalised.
 
 ``tune`` also measures how many words each length command comes to at the chosen settings and saves that
 curve (:class:`LengthCalibration`): a request for n words then sends the command measured to give n words.
@@ -25,23 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from udrl.commands import CommandEncoding
+from udrl.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+from udrl.student.encoding import CommandEncoding
 
 SAMPLING_FILE = "sampling.json"
-# the grid `tune` measures; plain sampling (scale 1) is left out: without guidance the per-sample pearson
-# of achieved vs commanded relevance stays below the 0.6 goal on every task (README, Results). A student
-# with its guidance distilled into the weights (``train --distil-guidance``) is tuned at scale 1 alone.
-GUIDANCE_SCALES = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
-TEMPERATURES = (0.9, 1.1, 1.3, 1.5, 1.7)
-TOP_PS = (0.8, 0.9, 0.95)  # a tighter nucleus can take a higher temperature: both are searched together
-# a penalty on repeats raises diversity, which a lower temperature can then trade for relevance
-REPETITION_PENALTIES = (1.0, 1.3)
 
 
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float = 0.7
-    top_p: float = 0.95
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
     guidance_scale: float = 1.0
     repetition_penalty: float = 1.0  # 1 = none
 

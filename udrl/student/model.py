@@ -1,12 +1,13 @@
 """The UDRL student: a small GPT-2 that writes an output for (intent, task, relevance, length) commands.
 
 ``load_student(path).generate(intents, task, relevance=, length=, n=, seed=)`` is the one entry point used
-by evaluation, the benchmark and the app. Decoding runs on :class:`udrl.decoding.FastGPT2`.
+by evaluation, the benchmark and the app. Decoding runs on :class:`udrl.student.decoding.FastGPT2`.
 """
 
 from __future__ import annotations
 
 import atexit
+import copy
 import os
 import tempfile
 import time
@@ -16,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-from udrl.commands import EOS, PAD, CommandEncoding, prompt_text
-from udrl.sampling import LengthCalibration, Sampling, load_length_calibration, load_sampling
-
-MAX_INTENT_CHARS = 300  # the student saw intents of a few words; longer ones are cut
+from udrl.config import MAX_INTENT_CHARS
+from udrl.student.encoding import EOS, PAD, SEP, CommandEncoding
+from udrl.student.sampling import LengthCalibration, Sampling, load_length_calibration, load_sampling
 
 
 class CheckpointError(RuntimeError):
@@ -51,7 +51,7 @@ class Student:
     def __init__(self, model, tokenizer, encoding: CommandEncoding, path: str | Path | None = None,
                  gguf_path: str | Path | None = None, sampling: dict[str, Sampling] | None = None,
                  length_calibration: dict[str, LengthCalibration] | None = None):
-        from udrl.decoding import FastGPT2
+        from udrl.student.decoding import FastGPT2
 
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -62,7 +62,7 @@ class Student:
         self.fast = FastGPT2(model)
         self.single = None
         if gguf_path is not None and os.environ.get("UDRL_DECODER", "auto") != "torch":
-            from udrl.decoding import LlamaCppGPT2
+            from udrl.student.decoding import LlamaCppGPT2
 
             try:
                 self.single = LlamaCppGPT2(str(gguf_path), model.config.n_positions, torch.get_num_threads())
@@ -78,10 +78,20 @@ class Student:
         return f"{Path(self.path).name if self.path else 'student'}@{self.parameters / 1e6:.1f}M"
 
     def prompt_ids(self, intent: str, task: str, relevance: float, length: float) -> list[int]:
-        text = prompt_text(self.encoding, intent[:MAX_INTENT_CHARS], task, relevance, length)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        # keep room for the answer inside the position table
-        return ids[-(self.model.config.n_positions // 2):]
+        """The command tokens, the intent and the separator; an intent too long for half the position table
+        (the other half is the answer's) loses its end, never the command."""
+        def ids(text: str) -> list[int]:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        head, tail = ids(self.encoding.prefix(task, relevance, length)), ids(SEP)
+        body = ids(self.encoding.intent_text(intent[:MAX_INTENT_CHARS]))
+        return head + body[: self.model.config.n_positions // 2 - len(head) - len(tail)] + tail
+
+    def with_length_calibration(self, calibration: dict[str, LengthCalibration]) -> Student:
+        """This student sending length requests through ``calibration`` instead (the model is shared)."""
+        other = copy.copy(self)
+        other.length_calibration = dict(calibration)
+        return other
 
     def sampling_for(self, task: str) -> Sampling:
         """The task's sampling settings saved with the checkpoint (defaults when it has none)."""
@@ -89,7 +99,7 @@ class Student:
 
     def length_command(self, task: str, words: int) -> int:
         """The length token to send for a request of ``words`` words: read off the task's measured
-        calibration when the checkpoint has one (:class:`udrl.sampling.LengthCalibration`)."""
+        calibration when the checkpoint has one (:class:`udrl.student.sampling.LengthCalibration`)."""
         calibration = self.length_calibration.get(task)
         return words if calibration is None else calibration.token_for(words)
 
@@ -161,7 +171,7 @@ def load_student(path: str | Path = "checkpoints/student") -> Student:
 
 def _gguf_for(path: Path, model, tokenizer) -> Path | None:
     """The checkpoint's GGUF export for llama.cpp, written (beside it, or in a temp dir) when missing."""
-    from udrl.gguf_export import GGUF_NAME, export_gguf
+    from udrl.student.gguf import GGUF_NAME, export_gguf
 
     if os.environ.get("UDRL_DECODER", "auto") == "torch":
         return None

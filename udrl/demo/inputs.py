@@ -9,7 +9,8 @@ import math
 import unicodedata
 from dataclasses import dataclass, field
 
-MAX_INTENT_CHARS = 500
+from udrl.config import LENGTH_COMMAND_RANGE, MAX_INTENT_CHARS, TEACHER_TEMPERATURE, TEACHER_TOP_P
+
 MAX_SAMPLES = 8
 SEED_MODULUS = 2**32
 
@@ -72,7 +73,8 @@ GUIDANCE_RANGE = (1.0, 5.0)
 PENALTY_RANGE = (1.0, 3.0)
 
 
-def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top_p=0.95, guidance=None, tuned=True,
+def parse_request(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P,
+                  guidance=None, tuned=True,
                   penalty=None, *, tasks: list[str], relevance_range: dict[str, list[float]] | None = None) -> Request:
     """Validate one generation request; out-of-range numbers are clamped and the clamp is noted."""
     notes: list[str] = []
@@ -90,7 +92,7 @@ def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top
     words = _number(length, "length")
     if not math.isfinite(words):
         raise InputError("length must be a finite number of words")
-    words = int(round(_clamped(words, 5, 60, "length", notes)))
+    words = int(round(_clamped(words, *LENGTH_COMMAND_RANGE, "length", notes)))
     count = _number(n, "number of samples")
     if not math.isfinite(count):
         raise InputError("the number of samples must be a whole number")
@@ -103,9 +105,9 @@ def parse_request(intent, task, relevance, length, n, seed, temperature=0.7, top
         notes.append(f"seed {seed_int} taken modulo 2^32: {seed_int % SEED_MODULUS}")
         seed_int %= SEED_MODULUS
     temp = _number(temperature, "temperature")
-    temp = _clamped(temp if math.isfinite(temp) else 0.7, 0.0, 2.0, "temperature", notes)
+    temp = _clamped(temp if math.isfinite(temp) else TEACHER_TEMPERATURE, 0.0, 2.0, "temperature", notes)
     p = _number(top_p, "top-p")
-    p = _clamped(p if math.isfinite(p) else 0.95, 0.05, 1.0, "top-p", notes)
+    p = _clamped(p if math.isfinite(p) else TEACHER_TOP_P, 0.05, 1.0, "top-p", notes)
     scale = _optional_setting(guidance, "guidance", GUIDANCE_RANGE, notes)
     repeat = _optional_setting(penalty, "repetition penalty", PENALTY_RANGE, notes)
     if tuned not in (True, False, None):
