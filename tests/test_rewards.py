@@ -30,3 +30,24 @@ def test_novelty_length_and_diversity():
     assert rewards.diversity(["a b c", "a b c"]) == 0.5
     assert rewards.diversity(["a b c", "d e f"]) == 1.0
     assert rewards.relevance([], []) == []
+
+
+def test_non_word_rate_counts_invented_and_mangled_words():
+    # the garbled outputs a student wrote for these intents, and the teacher's
+    intents = ["vintage typewriter repair", "a llama wearing sunglasses", "a llama wearing sunglasses"]
+    outputs = ["A vintage abewriter cler cons typer announcement",
+               "A llama in sunglasses on a sunny beach, photorealistic",
+               "Fainted-stanging triminen tonsored llama"]
+    rates = rewards.non_word_rate(intents, outputs)
+    assert rates[0] == 2 / 7  # abewriter, typer ("cler" and "cons" are in the word list)
+    assert rates[1] == 0.0  # inflections and modern words count as English
+    assert rates[2] == 3 / 5  # stanging, triminen, tonsored
+    assert rewards.non_word_rate(["Zanzibar postcard"], ["Zanzibar at dawn"]) == [0.0]  # words of the intent
+    assert rewards.non_word_rate(["x"], [""]) == [0.0]
+
+
+def test_subject_kept_needs_every_content_word_in_any_inflection():
+    intents = ["lost cat poster", "a llama wearing sunglasses", "a llama wearing sunglasses", "holiday sale"]
+    outputs = ["Have you seen our lost cats?", "A llama with sunglasses", "A sunny beach", "Big winter savings"]
+    # format words ("poster"), relation and function words ("a", "wearing") are not the subject
+    assert rewards.subject_kept(intents, outputs) == [True, True, False, False]

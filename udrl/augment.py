@@ -21,6 +21,20 @@ from udrl.corpus import ShardWriter, load_corpus
 from udrl.intents import frame_words, subject_words
 
 AUGMENTED_SPLIT = "train"  # only training records are augmented; the test split stays the teacher's own
+
+
+def subject_pool(kind: str) -> list[str]:
+    """Replacement subjects: ``words`` (single words, :func:`word_pool`) or ``wordnet`` (WordNet nouns and
+    names, multi-word and rare ones included, from the training partition of the open-vocabulary intents)."""
+    if kind == "wordnet":
+        from udrl.intents import training_nouns
+
+        return training_nouns()
+    if kind == "words":
+        return word_pool()
+    raise ValueError(f"unknown subject pool {kind!r}; choose words or wordnet")
+
+
 def word_pool(min_len: int = 4, max_len: int = 12) -> list[str]:
     """Whole lower-case English words from the relevance model's WordPiece vocabulary (30k entries).
 
@@ -40,7 +54,7 @@ def word_pool(min_len: int = 4, max_len: int = 12) -> list[str]:
 def _match_case(word: str, like: str) -> str:
     if like.isupper() and len(like) > 1:
         return word.upper()
-    return word.capitalize() if like[:1].isupper() else word
+    return word[:1].upper() + word[1:] if like[:1].isupper() else word
 
 
 def swap_words(text: str, mapping: dict[str, str]) -> str:
@@ -66,11 +80,12 @@ def swap_subject(record: dict, pool: Sequence[str], rng: random.Random, copy: in
 
 def augment(cfg: AugmentConfig) -> dict:
     """The ``augment`` stage: subject-swapped copies of the training records of ``cfg.corpus``."""
-    return augment_corpus(cfg.corpus, cfg.out, copies=cfg.copies, seed=cfg.seed)
+    return augment_corpus(cfg.corpus, cfg.out, copies=cfg.copies, seed=cfg.seed, pool=cfg.pool)
 
 
 def augment_corpus(corpus: str | Path, out_dir: str | Path, copies: int = AugmentConfig.copies,
-                   seed: int = AugmentConfig.seed, batch: int = 2048, progress: bool = True) -> dict:
+                   seed: int = AugmentConfig.seed, pool: str = AugmentConfig.pool, batch: int = 2048,
+                   progress: bool = True) -> dict:
     """Write ``copies`` subject-swapped, re-scored variants of every training record to ``out_dir``.
 
     Deterministic for a seed, and the first ``k`` copies of a run are the records a run with ``copies=k``
@@ -87,7 +102,7 @@ def augment_corpus(corpus: str | Path, out_dir: str | Path, copies: int = Augmen
     if not records:
         raise ValueError(f"no training records in {corpus}")
     rng = random.Random(seed)
-    pool = word_pool()
+    pool_kind, pool = pool, subject_pool(pool)
     variants = [v for copy in range(copies) for r in records
                 if (v := swap_subject(r, pool, rng, copy)) is not None]
     writer = ShardWriter(out_dir, prefix="swap")
@@ -98,4 +113,5 @@ def augment_corpus(corpus: str | Path, out_dir: str | Path, copies: int = Augmen
                 writer.write({**v, "rewards": rewards})
     finally:
         writer.close()
-    return {"source_records": len(records), "written": len(variants), "copies": copies, "pool": len(pool)}
+    return {"source_records": len(records), "written": len(variants), "copies": copies, "pool": len(pool),
+            "pool_kind": pool_kind}

@@ -128,7 +128,7 @@ def write_model_card(directory: str | Path) -> Path:
                       "the reference being the opposite relevance command (classifier-free guidance; s = 1 is "
                       "plain sampling)."]
         lines += ["", f"Settings per task, chosen by measurement on {sampling.get('n_intents', '?')} intents that "
-                      "the evaluation does not use:" if "trials" in sampling else
+                      "the evaluation does not use:" if "n_intents" in sampling else
                   "Settings per task: the temperature and top-p of the stage before.", "",
                   *_tune_commands(sampling),
                   "", "| task | guidance scale | temperature | top-p | repetition penalty |", "|---|---|---|---|---|"]
@@ -149,16 +149,21 @@ def write_model_card(directory: str | Path) -> Path:
                   "Length MAE: commands 8 to 40 within the task's supported length range; grid MAE: commands "
                   "8, 16, 24, 32, 40 for every task.", "",
                   "| task | spearman | pearson | length MAE | grid MAE | top-command relevance | teacher relevance "
-                  "| top - teacher, 95 % CI over intents | top novelty | top diversity | teacher diversity |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| top - teacher, 95 % CI over intents | top novelty | top diversity | teacher diversity "
+                  "| non-word rate (teacher) | subject kept (teacher) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for task, m in metrics.get("tasks", {}).items():
-            teacher = m.get("teacher") or {}
+            teacher, top = m.get("teacher") or {}, m["top"]
+
+            def pair(key: str) -> str:  # evaluations before these metrics existed have neither
+                return (f"{top[key]:.3f} ({teacher.get(key, float('nan')):.3f})" if key in top else "–")
+
             lines.append(f"| {task} | {m['spearman']:.3f} | {m['pearson']:.3f} | {m['length_mae']:.2f} | "
                          f"{m['length_mae_grid']:.2f} | "
-                         f"{m['top']['relevance_mean']:.3f} | {teacher.get('relevance_mean', float('nan')):.3f} | "
-                         f"{format_difference(m.get('top_vs_teacher'))} | {m['top']['novelty_mean']:.3f} | "
-                         f"{m['top']['diversity']:.3f} | "
-                         f"{teacher.get('diversity', float('nan')):.3f} |")
+                         f"{top['relevance_mean']:.3f} | {teacher.get('relevance_mean', float('nan')):.3f} | "
+                         f"{format_difference(m.get('top_vs_teacher'))} | {top['novelty_mean']:.3f} | "
+                         f"{top['diversity']:.3f} | {teacher.get('diversity', float('nan')):.3f} | "
+                         f"{pair('non_word_rate')} | {pair('subject_kept')} |")
     if bench:
         machine = f"{bench.get('cpu_count', 2)} CPU cores" + (f", {bench['cpu']}" if bench.get("cpu") else "")
         lines += ["", f"## Speed ({machine})", "", f"Command: `{bench.get('command', 'python -m udrl bench')}`",

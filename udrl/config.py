@@ -117,6 +117,8 @@ class AugmentConfig:
     corpus: str = _arg("data/distill", "corpus folder")
     out: str = _arg("data/augmented", "folder for the augmented shards")
     copies: int = _arg(8, "variants per training record")
+    pool: str = _arg("words", "replacement subjects: single English words, or WordNet nouns and names (multi-word "
+                              "and rare ones, none of the open-vocabulary test set's)", choices=["words", "wordnet"])
     seed: int = _arg(0, "random seed")
 
     def __post_init__(self):
@@ -131,7 +133,11 @@ class TrainConfig:
     out: str = _arg("checkpoints/student", "checkpoint folder")
     state_dir: str | None = _arg(None, "resumable training state (default runs/<out name>-state)")
     init: str | None = _arg(None, "pretrained GPT-2 id or path, or a student checkpoint to continue")
-    vocab_size: int = _arg(4096, "BPE vocabulary of a new student")
+    tokenizer: str = _arg("corpus", "a new student's tokenizer: a byte-level BPE fitted on the corpus (of "
+                                    "vocab_size tokens) or the teacher's own", choices=["corpus", "teacher"])
+    init_embeddings: str = _arg("random", "a new student's token embeddings: random, or the teacher's projected to "
+                                          "its width", choices=["random", "teacher"])
+    vocab_size: int = _arg(4096, "BPE vocabulary of a new student (tokenizer corpus)")
     n_layer: int = _arg(4, "transformer blocks")
     n_embd: int = _arg(192, "width")
     n_head: int = _arg(4, "attention heads")

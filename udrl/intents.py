@@ -322,12 +322,16 @@ def _head(lemma_text: str) -> str:
 def _open_intent(form: str, pools: dict[str, list], adjectives: list[str], rng: random.Random) -> tuple[str, list[str]]:
     """One intent of ``form`` and the lemmas (subject words) it was built from."""
     def pick(*kinds: str):
-        return rng.choice(pools[rng.choice([k for k in kinds if pools[k]])])
+        stocked = [k for k in kinds if pools[k]] or [k for k in pools if pools[k]]
+        return rng.choice(pools[rng.choice(stocked)])
 
     def name(lemma) -> str:
         return lemma.text if lemma.proper else lemma.text.lower()
 
-    adjective = rng.choice(adjectives) if rng.random() < 0.25 else None
+    adjective = rng.choice(adjectives) if adjectives and rng.random() < 0.25 else None
+    places = [lemma for lemma in pools["place"] + pools["nature"] if lemma.proper]
+    if form == "place" and not places:
+        form = "subject"
     if form == "subject":
         noun = pick("object", "animal", "food", "plant", "person", "nature", "place")
         text = name(noun) if adjective is None or noun.proper else f"{adjective} {name(noun)}"
@@ -351,7 +355,7 @@ def _open_intent(form: str, pools: dict[str, list], adjectives: list[str], rng: 
         left = name(actor) if actor.proper else _article(name(actor))
         right = name(prop) if prop.proper or relation == "made of" else _article(name(prop))
         return f"{left} {relation} {right}", [actor.text, prop.text]
-    place = rng.choice([lemma for lemma in pools["place"] + pools["nature"] if lemma.proper])
+    place = rng.choice(places)
     return rng.choice(PLACE_FRAMES).format(p=place.text), [place.text]
 
 
@@ -370,7 +374,7 @@ def build_open_intents(n_train: int, n_test: int, seed: int,
         part = "test" if _held_out(_head(lemma.text), TEST_SHARE) else "train"
         pools[part].setdefault(lemma.kind, []).append(lemma)
     for part in pools:
-        for kind in {lemma.kind for lemma in nouns}:
+        for kind in lexicon.NOUN_KINDS.values():
             pools[part].setdefault(kind, [])
     adjective_parts = {"train": [a for a in adjectives if not _held_out(a, TEST_SHARE)],
                        "test": [a for a in adjectives if _held_out(a, TEST_SHARE)]}
@@ -401,6 +405,17 @@ def build_open_intents(n_train: int, n_test: int, seed: int,
              "forms_test": {f: sum(1 for _, _, g in test if g == f) for f in FORMS},
              "nouns": len(nouns), "adjectives": len(adjectives), "seed": seed}
     return [t for t, _, _ in train], [t for t, _, _ in test], stats
+
+
+def training_nouns() -> list[str]:
+    """WordNet nouns and names sharing no word with a noun of the test partition (as they would be typed: common
+    nouns lower-case), for subject-swap augmentation: none names a subject of the open-vocabulary test set."""
+    from udrl import lexicon
+
+    held_out = [lemma for lemma in lexicon.nouns() if _held_out(_head(lemma.text), TEST_SHARE)]
+    test_words = {w for lemma in held_out for w in lexicon.words(lemma.text)}
+    return sorted({lemma.text if lemma.proper else lemma.text.lower() for lemma in lexicon.nouns()
+                   if not set(lexicon.words(lemma.text)) & test_words})
 
 
 def write_open_intents(directory: str | Path, exclude_file: str | Path | None = None, **kwargs) -> dict:

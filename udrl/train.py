@@ -59,12 +59,18 @@ def load_pretrained(init: str, encoding: CommandEncoding):
     for how_it_was_loaded in ("is_local", "local_files_only"):  # not settings to save with the student
         tokenizer.init_kwargs.pop(how_it_was_loaded, None)
     model = GPT2LMHeadModel.from_pretrained(init)
+    add_command_tokens(tokenizer, encoding)
+    model.resize_token_embeddings(len(tokenizer))
+    return model, tokenizer
+
+
+def add_command_tokens(tokenizer, encoding: CommandEncoding):
+    """A pretrained tokenizer (a GPT-2's, the teacher's) with the end, padding and command tokens added."""
     tokenizer.add_special_tokens({"eos_token": tokenizer.eos_token or EOS, "pad_token": PAD})
     tokenizer.add_tokens(encoding.special_tokens(), special_tokens=True)
     if EOS not in tokenizer.get_vocab():
         tokenizer.add_tokens([EOS], special_tokens=True)
-    model.resize_token_embeddings(len(tokenizer))
-    return model, tokenizer
+    return tokenizer
 
 
 def new_model(cfg: TrainConfig, tokenizer):
@@ -138,6 +144,11 @@ def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
             encoding = CommandEncoding.fit(train_records, bins=cfg.relevance_bins)
         if cfg.init:
             _, tokenizer = load_pretrained(cfg.init, encoding)
+        elif cfg.tokenizer == "teacher":
+            from udrl.student.transfer import teacher_tokenizer
+
+            tokenizer = add_command_tokens(teacher_tokenizer(), encoding)
+            tokenizer.model_max_length = cfg.n_positions
         else:
             texts = [r["intent"] for r in train_records] + [r["output"] for r in train_records]
             tokenizer = build_tokenizer(texts, encoding, cfg.vocab_size)
@@ -145,6 +156,11 @@ def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
         encoding.save(state / "assets")
         tokenizer.save_pretrained(state / "assets")
     model = load_pretrained(cfg.init, encoding)[0] if cfg.init else new_model(cfg, tokenizer)
+    if not cfg.init and cfg.init_embeddings == "teacher":
+        from udrl.student.transfer import projected_embeddings
+
+        with torch.no_grad():  # the output head is tied to these rows
+            model.transformer.wte.weight.copy_(projected_embeddings(tokenizer, cfg.n_embd, seed=cfg.seed))
     return encoding, tokenizer, model
 
 
