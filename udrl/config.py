@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from udrl.tasks import TASK_NAMES
+
 # -- shared constants -----------------------------------------------------------------------------------
-TASKS_ARG = "image_prompt,search_queries,headline"
+TASKS_ARG = ",".join(TASK_NAMES)
 LENGTH_COMMAND_RANGE = (5, 60)  # words a user may ask for (the app's slider, the student, evaluate)
 LENGTH_GRID = (8, 16, 24, 32, 40)  # the length commands every task is measured on (evaluate, the app's sweep)
 MAX_INTENT_CHARS = 500  # the longest intent the app, the API and the student accept
 TEACHER_TEMPERATURE, TEACHER_TOP_P = 0.7, 0.95  # how the teacher samples when compared with the student
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.95  # the student's sampling when its checkpoint has no settings
 RELEVANCE_STEPS = 6  # relevance commands swept over a task's supported range
-TUNING_WINDOW = (60, 80)  # (skip, count): the test intents `tune` chooses settings on; `evaluate` reads 0..59
+TUNING_WINDOW = (60, 80)  # (skip, count): the test intents `tune` chooses settings on, past `evaluate`'s first ones
 
 
 def _arg(default, help: str, **extra):
@@ -27,8 +29,6 @@ def _arg(default, help: str, **extra):
 
 def task_list(value: str) -> list[str]:
     """Comma-separated task names, checked against the task registry."""
-    from udrl.tasks import TASK_NAMES
-
     tasks = [t.strip() for t in value.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASK_NAMES]
     if unknown or not tasks:

@@ -117,9 +117,16 @@ def teacher_stats(teacher, intents: list[str], task: str, samples: int, seed: in
     return _teacher_run(teacher, intents, task, samples, seed)[0]
 
 
-def _teacher_run(teacher, intents: list[str], task: str, samples: int, seed: int) -> tuple[dict, np.ndarray]:
+def _teacher_run(teacher, intents: list[str], task: str, samples: int, seed: int,
+                 progress: bool = False) -> tuple[dict, np.ndarray]:
     """:func:`teacher_stats` and the teacher's mean relevance per intent."""
-    groups = teacher.generate(intents, task, n=samples, seed=seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P)
+    from tqdm.auto import tqdm
+
+    groups = []
+    for start in tqdm(range(0, len(intents), 8), desc=f"{task}: teacher", leave=False, disable=not progress):
+        # the seed of the whole list: a chunk starting at ``start`` samples as it would in one call
+        groups += teacher.generate(intents[start : start + 8], task, n=samples, seed=seed + start * samples,
+                                   temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P)
     t = _stats(intents, [[o.text for o in g] for g in groups])
     return {
         "backend": teacher.backend, "model": teacher.model,
@@ -189,7 +196,7 @@ def evaluate_task(student, teacher, intents: list[str], task: str, samples: int,
         "top": control["top"], "teacher": None,
     }
     if teacher is not None:
-        result["teacher"], by_intent = _teacher_run(teacher, intents, task, samples, seed)
+        result["teacher"], by_intent = _teacher_run(teacher, intents, task, samples, seed, progress=True)
         result["top_vs_teacher"] = paired_difference(control["top_relevance_by_intent"], by_intent, seed)
     return result
 

@@ -129,11 +129,9 @@ class FastGPT2:
         than 1 is applied after guidance, to the tokens each output already holds (:func:`penalize_repeats`).
 
         A batch of at least ``SHARD_ROWS`` rows (prompts and references) per torch thread is split into
-        one shard per thread, decoded side by side on one thread each. This model's operations are too
-        small to share well between threads: two single-threaded shards outrun one two-threaded batch
-        here, by about a seventh for a guided batch of 32 and a tenth for an unguided one. Each shard
-        draws from its own generator, seeded from ``generator``: the same seed and thread count give the
-        same outputs.
+        one shard per thread, decoded side by side on one thread each: a small model's operations share
+        poorly between threads (docs/results.md has the measurements). Each shard draws from its own
+        generator, seeded from ``generator``: the same seed and thread count give the same outputs.
         """
         references = references if _check_guidance(prompts, references, guidance_scale) else None
         rows = len(prompts) * (1 if references is None else 2)
@@ -256,7 +254,7 @@ def penalized(logits: torch.Tensor, penalty: float) -> torch.Tensor:
     does to the tokens it is given.
 
     The sign is split by clamping rather than by ``torch.where(logits < 0, ...)``: the same values, bit for
-    bit, in 125 rather than 211 µs a call for 16 rows on one thread inside the decoding loop here.
+    bit, without the comparison feeding ``where``, the slower part of that call inside the decoding loop.
     """
     return logits.clamp(min=0) / penalty + logits.clamp(max=0) * penalty
 
@@ -336,7 +334,7 @@ class LlamaCppGPT2:
     paths give the same tokens for the same seed whenever their logits agree. ggml's kernels are not
     PyTorch's: on the committed checkpoint the logits differ by up to about 3e-3 (of values up to ~12),
     within 1e-4 on the small test model. Tokens go to ``llama_decode`` through one preallocated batch,
-    and flash attention is on: together about a quarter faster per token than ``Llama.eval``. A guided
+    and flash attention is on: both faster per token than ``Llama.eval``. A guided
     prompt and its reference are two sequences of the same context, decoded together.
     """
 

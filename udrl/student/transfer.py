@@ -8,6 +8,7 @@ large English corpus, and its embeddings already place related words near each o
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 
 import numpy as np
@@ -15,7 +16,13 @@ import torch
 
 
 def teacher_tokenizer():
-    """The teacher proxy's tokenizer, read from its GGUF (SmolLM2's byte-level BPE)."""
+    """The teacher proxy's tokenizer, read from its GGUF (SmolLM2's byte-level BPE): a fresh copy, free to
+    extend with command tokens."""
+    return copy.deepcopy(_teacher_tokenizer())
+
+
+@lru_cache(maxsize=1)
+def _teacher_tokenizer():
     import os
 
     from transformers import AutoTokenizer
@@ -48,26 +55,25 @@ def projected_embeddings(tokenizer, width: int, std: float = 0.02, seed: int = 0
     teacher's tokenizer and its teacher embeddings averaged, then all rows are projected on their ``width``
     principal components and scaled to ``std`` (GPT-2's initialisation scale). Tokens with no text of their
     own (the command tokens) keep random rows of that scale."""
-    source = teacher_embeddings()
-    teacher = teacher_tokenizer()
+    source = torch.from_numpy(teacher_embeddings())
     specials = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
-    rows = np.zeros((len(tokenizer), source.shape[1]), dtype=np.float32)
-    known = np.zeros(len(tokenizer), dtype=bool)
-    for index in range(len(tokenizer)):
-        if index in specials:
-            continue
-        text = tokenizer.decode([index])
-        pieces = [p for p in teacher(text, add_special_tokens=False)["input_ids"] if p < len(source)]
-        if pieces:
-            rows[index], known[index] = source[pieces].mean(axis=0), True
-    centred = rows[known] - rows[known].mean(axis=0)
-    # principal components of the known rows: the directions along which the teacher's embeddings vary most
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
-    projected = centred @ components[:width].T
+    texts = tokenizer.batch_decode([[index] for index in range(len(tokenizer))])
+    pieces = teacher_tokenizer()(texts, add_special_tokens=False)["input_ids"]
+    rows = torch.zeros(len(tokenizer), source.shape[1])
+    known = torch.zeros(len(tokenizer), dtype=torch.bool)
+    for index, ids in enumerate(pieces):
+        ids = [i for i in ids if i < len(source)]
+        if ids and index not in specials:
+            rows[index], known[index] = source[ids].mean(dim=0), True
+    centred = rows[known] - rows[known].mean(dim=0)
+    # principal components of the known rows (the directions along which the teacher's embeddings vary
+    # most), from the eigenvectors of their covariance, largest first
+    _, vectors = torch.linalg.eigh(centred.T @ centred)
+    projected = centred @ vectors.flip(1)[:, :width]
     if projected.shape[1] < width:  # a student wider than the teacher: pad with zeros
-        projected = np.pad(projected, ((0, 0), (0, width - projected.shape[1])))
+        projected = torch.nn.functional.pad(projected, (0, width - projected.shape[1]))
     projected *= std / projected.std()
     generator = torch.Generator().manual_seed(seed)
     out = torch.randn(len(tokenizer), width, generator=generator) * std
-    out[torch.from_numpy(known)] = torch.from_numpy(projected.astype(np.float32))
+    out[known] = projected
     return out
