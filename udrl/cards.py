@@ -102,7 +102,11 @@ def write_model_card(directory: str | Path) -> Path:
     if training:
         arch = training.get("architecture") or cfg
         lines += [f"- architecture: {arch.get('n_layer')} layers, {arch.get('n_embd')} wide, "
-                  f"{arch.get('n_head')} heads, vocabulary {arch.get('vocab_size')} (byte-level BPE)"]
+                  f"{arch.get('n_head')} heads, vocabulary {arch.get('vocab_size')} ("
+                  + ("the teacher's byte-level BPE" if cfg.get("tokenizer") == "teacher" else
+                     "byte-level BPE fitted on the corpus") + ")"
+                  + (", token embeddings initialised from the teacher's" if cfg.get("init_embeddings") == "teacher"
+                     else "")]
         stages = _stages(training)
         for number, stage in enumerate(stages, 1):
             lines += [_stage_line(stage, number if len(stages) > 1 else None)]
