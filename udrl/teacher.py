@@ -148,8 +148,11 @@ class LlamaCppTeacher(_ChatCompletionTeacher):
             raise TeacherUnavailable("llama-cpp-python is missing: pip install llama-cpp-python") from err
         path = Path(model_path) if model_path else proxy_gguf_path()
         self.model = path.name
+        # the prompt's threads too: llama-cpp-python gives prompt processing every core unless told, and on
+        # a busy machine its threads then wait on each other (one headline took 20x as long on 2 loaded cores)
+        threads = n_threads or os.cpu_count()
         with safe_model_params():
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                              n_batch=256, verbose=False)
         atexit.register(self.llm.close)  # freed before interpreter teardown, not in __del__
         self.parameters = PROXY_PARAMETERS if path.name == PROXY_NAME else None
