@@ -87,7 +87,7 @@ def fake():
 @pytest.fixture(scope="module")
 def servers():
     """Two llama.cpp servers with one thread each."""
-    launched = [launch_llama_server(threads=1) for _ in range(2)]
+    launched = [launch_llama_server() for _ in range(2)]
     yield [url for url, _ in launched]
     for _, proc in launched:
         stop_process(proc)
@@ -96,7 +96,7 @@ def servers():
 @pytest.fixture
 def victim():
     """A llama.cpp server the test kills."""
-    url, proc = launch_llama_server(threads=1)
+    url, proc = launch_llama_server()
     yield url, proc
     stop_process(proc)
 

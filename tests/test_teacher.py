@@ -37,7 +37,7 @@ def test_transformers_backend_loads_the_same_gguf():
 
 @pytest.fixture(scope="module")
 def llama_server():
-    url, proc = launch_llama_server(threads=2)
+    url, proc = launch_llama_server()
     yield url
     stop_process(proc)
 
