@@ -73,8 +73,8 @@ class GenerateConfig:
     backend: str = _arg("llama.cpp", "teacher backend", choices=["llama.cpp", "transformers", "openai"])
     model: str | None = _arg(None, "GGUF path, Hugging Face id or server model name")
     # ``extend``: ``--url A --url B`` and ``--url A B`` both give [A, B] (argparse's ``+`` alone keeps the last)
-    url: list[str] = _arg([], "OpenAI-compatible base URL; repeat for several servers (default: the "
-                              "comma-separated UDRL_TEACHER_URL)", action="extend")
+    url: list[str] = _arg([], "OpenAI-compatible base URL, repeated for several servers; without it, "
+                              "UDRL_TEACHER_URL (comma-separated)", action="extend")
     out: str = _arg("data/distill", "folder of JSONL shards")
     shard_size: int = _arg(2000, "records per shard")
     limit: int | None = _arg(None, "stop after this many new samples")
