@@ -14,7 +14,7 @@ import pytest
 from conftest import launch_llama_server, stop_process
 from udrl.corpus import iter_records, record_id
 from udrl.generate import GenerationPlan, generate_corpus
-from udrl.servers import server_urls
+from udrl.servers import BACKOFF_CAP, backoff_delay, server_urls
 from udrl.teacher import OpenAITeacher
 
 INTENTS = ["lost cat poster", "holiday sale", "bakery opening", "jazz night", "yoga retreat", "book fair",
@@ -127,6 +127,11 @@ def test_server_urls_from_options_or_environment(monkeypatch):
     monkeypatch.setenv("UDRL_TEACHER_URL", "http://a:8000/v1/, http://b:8000/v1")
     assert server_urls(None) == ["http://a:8000/v1", "http://b:8000/v1"]
     assert server_urls(["http://c/v1,http://d/v1", "http://c/v1"]) == ["http://c/v1", "http://d/v1"]
+
+
+def test_backoff_doubles_with_jitter_and_honours_retry_after():
+    assert all(0.5 <= backoff_delay(0, 1.0) <= 1.0 and 2.0 <= backoff_delay(2, 1.0) <= 4.0 for _ in range(20))
+    assert backoff_delay(20, 1.0) == BACKOFF_CAP and backoff_delay(0, 0.1, retry_after=2.0) == 2.0
 
 
 def test_answers_keep_the_order_of_the_requests(fake):

@@ -4,8 +4,7 @@ The ``openai`` teacher backend sends a whole ``generate()`` call's requests thro
 up to ``concurrency`` at once, each to the least busy server still in rotation. A 429, a 5xx, a
 connection error or a timeout is retried after an exponential backoff with jitter, on another server when
 there is one; a server that fails ``max_failures`` times in a row leaves the rotation. When none is left,
-``TeacherUnavailable`` says so in one line: the records written so far stay, and a rerun
-resumes.
+``TeacherUnavailable`` says so in one line: the records written so far stay, and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -47,8 +46,9 @@ def backoff_delay(attempt: int, base: float, retry_after: float = 0.0) -> float:
     """Seconds to wait before retry ``attempt`` (0-based): ``base * 2**attempt`` with jitter, at least what
     the server asked for in Retry-After, at most :data:`BACKOFF_CAP`.
 
-    Written by hand (a few lines) rather than taking a retry library for them; the jitter (half to all of
-    the exponential delay) keeps many threads that failed together from retrying together.
+    Written by hand: no retry library is among the dependencies, and these few lines would not justify
+    one. The jitter (half to all of the exponential delay) keeps threads that failed together from
+    retrying together.
     """
     delay = base * 2**attempt * random.uniform(0.5, 1.0)
     return min(max(delay, retry_after), BACKOFF_CAP)
