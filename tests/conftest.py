@@ -71,13 +71,58 @@ def tiny_student(tmp_path_factory, tiny_corpus) -> Path:
 def llama_teacher():
     from udrl.teacher import load_teacher
 
-    return load_teacher("llama.cpp", n_threads=2)
+    # one thread: where the cores are busy, two llama.cpp threads wait on each other (measured 6-15x slower)
+    return load_teacher("llama.cpp", n_threads=1)
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ``python -m llama_cpp.server``, loading the model with the project's llama.cpp parameters
+SERVE_LLAMA = ("import runpy\nfrom udrl.llamacpp import safe_model_params\nwith safe_model_params():\n"
+               "    runpy.run_module('llama_cpp.server', run_name='__main__')")
+
+
+def launch_llama_server(threads: int = 1, timeout: float = 90) -> tuple[str, subprocess.Popen]:
+    """A real llama.cpp server with the offline teacher on a free loopback port: (base URL, process)."""
+    import httpx
+
+    from udrl.teacher import proxy_gguf_path
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_LLAMA, "--model", str(proxy_gguf_path()),
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
+                             "--n_threads", str(threads), "--n_threads_batch", str(threads)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            # its own session, as on its own host: where the kernel groups CPU time by session
+                            # (sched_autogroup), servers started from one session would share one slice
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            httpx.get(f"{url}/models", timeout=5).raise_for_status()
+            return url, proc
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                pytest.fail("llama_cpp.server exited at start")
+            time.sleep(0.3)
+    stop_process(proc)
+    pytest.fail(f"llama_cpp.server did not start in {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate a server started by a test (kill it if it lingers)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def launch_app(tiny_student, tmp_path_factory, **extra_env):

@@ -33,6 +33,8 @@ def test_options_parse_into_the_config():
     assert (cfg.n_embd, cfg.epochs, cfg.resume, cfg.progress) == (64, 1, True, False)
     _, cfg = parse(["generate", "--worker", "1/2", "--tasks", "headline"])
     assert cfg.worker_share() == (1, 2)
+    _, cfg = parse(["generate", "--url", "http://a:8000/v1", "--url", "http://b:8000/v1", "--concurrency", "64"])
+    assert cfg.url == ["http://a:8000/v1", "http://b:8000/v1"] and cfg.concurrency == 64
 
 
 @pytest.mark.parametrize(("args", "message"), [

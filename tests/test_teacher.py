@@ -1,15 +1,10 @@
 """Every teacher backend gives a cleaned, non-empty output for every task (with the real SmolLM2 GGUF)."""
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 
 from udrl.tasks import TASK_NAMES
-from conftest import free_port
-from udrl.teacher import OpenAITeacher, TeacherUnavailable, load_teacher, proxy_gguf_path
+from conftest import free_port, launch_llama_server, stop_process
+from udrl.teacher import TeacherUnavailable, load_teacher
 
 
 def _check(teacher, max_new_tokens=None):
@@ -32,7 +27,18 @@ def test_llama_cpp_backend(llama_teacher):
     assert [s.text for s in a[0]] == [s.text for s in b[0]]  # seeded
 
 
-def test_transformers_backend_loads_the_same_gguf():
+@pytest.fixture
+def one_torch_thread():
+    """Like llama.cpp's, torch's two threads wait on each other on two busy cores (222 s here against 80 s)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_transformers_backend_loads_the_same_gguf(one_torch_thread):
     teacher = load_teacher("transformers", batch_size=4)
     assert teacher.parameters > 100_000_000
     _check(teacher, max_new_tokens=20)
@@ -42,36 +48,15 @@ def test_transformers_backend_loads_the_same_gguf():
 
 @pytest.fixture(scope="module")
 def llama_server():
-    port = free_port()
-    # ``python -m llama_cpp.server``, loading the model with the project's llama.cpp parameters
-    serve = ("import runpy\nfrom udrl.llamacpp import safe_model_params\nwith safe_model_params():\n"
-             "    runpy.run_module('llama_cpp.server', run_name='__main__')")
-    proc = subprocess.Popen([sys.executable, "-c", serve, "--model", str(proxy_gguf_path()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"],
-                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            OpenAITeacher(url).check()
-            break
-        except TeacherUnavailable:
-            if proc.poll() is not None:
-                pytest.fail("llama_cpp.server exited at start")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start in 90 s")
+    url, proc = launch_llama_server()
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_process(proc)
 
 
 def test_openai_backend_against_real_local_server(llama_server, monkeypatch):
     monkeypatch.setenv("UDRL_TEACHER_API_KEY", "secret-key-for-test")
     teacher = load_teacher("openai", url=llama_server, model="smollm2")
-    assert teacher.client.headers["Authorization"] == "Bearer secret-key-for-test"
+    assert teacher.pool.servers[0].client.headers["Authorization"] == "Bearer secret-key-for-test"
     _check(teacher)
 
 

@@ -23,7 +23,9 @@ TUNING_WINDOW = (60, 80)  # (skip, count): the test intents `tune` chooses setti
 
 
 def _arg(default, help: str, **extra):
-    """A dataclass field with its command-line help."""
+    """A dataclass field with its command-line help (a list default is copied for each instance)."""
+    if isinstance(default, list):
+        return field(default_factory=default.copy, metadata={"help": help, **extra})
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -70,7 +72,9 @@ class GenerateConfig:
     samples: int = _arg(2, "samples per (intent, task)")
     backend: str = _arg("llama.cpp", "teacher backend", choices=["llama.cpp", "transformers", "openai"])
     model: str | None = _arg(None, "GGUF path, Hugging Face id or server model name")
-    url: str | None = _arg(None, "OpenAI-compatible base URL (or UDRL_TEACHER_URL)")
+    # ``extend``: ``--url A --url B`` and ``--url A B`` both give [A, B] (argparse's ``+`` alone keeps the last)
+    url: list[str] = _arg([], "OpenAI-compatible base URL, repeated for several servers; without it, "
+                              "UDRL_TEACHER_URL (comma-separated)", action="extend")
     out: str = _arg("data/distill", "folder of JSONL shards")
     shard_size: int = _arg(2000, "records per shard")
     limit: int | None = _arg(None, "stop after this many new samples")
@@ -78,13 +82,26 @@ class GenerateConfig:
     worker: str = _arg("0/1", "I/N: this process takes the I-th of N parts of the intents")
     threads: int | None = _arg(None, "llama.cpp threads (default: all cores)")
     batch_size: int | None = _arg(None, "transformers backend batch size")
-    chunk: int = _arg(32, "intents per scheduling block (larger on a GPU)")
+    chunk: int = _arg(32, "intents per scheduling block (larger on a GPU; with --backend openai, a larger "
+                          "chunk keeps more requests in flight)")
     raw: bool = _arg(False, "skip rewards (label later with `score`)")
+    # the openai backend: a few requests in flight keep one local server busy; a vLLM or TGI server batches
+    # hundreds (--concurrency 256 --chunk 2048)
+    concurrency: int = _arg(4, "openai backend: requests in flight over all servers")
+    retries: int = _arg(5, "openai backend: retries of a request after a 429, 5xx, connection error or timeout")
+    backoff: float = _arg(1.0, "openai backend: seconds before the first retry, doubled for each next one "
+                               "(with jitter)")
+    max_failures: int = _arg(3, "openai backend: failures in a row that take a server out of the rotation")
+    timeout: float = _arg(120.0, "openai backend: seconds to wait for one answer")
 
     def __post_init__(self):
         task_list(self.tasks)
         if self.samples < 1:
             raise ValueError("samples must be at least 1")
+        if self.concurrency < 1 or self.retries < 0 or self.max_failures < 1:
+            raise ValueError("concurrency and max_failures must be at least 1, retries at least 0")
+        if self.backoff < 0 or self.timeout <= 0:
+            raise ValueError("backoff must be at least 0 and timeout above 0")
         self.worker_share()
 
     def worker_share(self) -> tuple[int, int]:

@@ -6,6 +6,7 @@ Resumable: a record's id names its (intent, task, sample), so a rerun generates 
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,9 @@ def generate(cfg: GenerateConfig) -> int:
     extra = {"n_threads": cfg.threads} if cfg.backend == "llama.cpp" and cfg.threads else {}
     if cfg.backend == "transformers" and cfg.batch_size:
         extra["batch_size"] = cfg.batch_size
+    if cfg.backend == "openai":
+        extra.update(concurrency=cfg.concurrency, retries=cfg.retries, backoff=cfg.backoff,
+                     max_failures=cfg.max_failures, timeout=cfg.timeout)
     teacher = load_teacher(cfg.backend, model=cfg.model, url=cfg.url, **extra)
     plan = GenerationPlan(intents, tuple(task_list(cfg.tasks)), cfg.samples, seed=cfg.seed,
                           worker=cfg.worker_share())
@@ -107,7 +111,9 @@ def generate_corpus(teacher, plan: GenerationPlan, out_dir: str | Path, shard_si
     """Run the teacher over the plan, score each sample and append records; return how many were written.
 
     With ``score=False`` records are written with ``rewards: null`` (raw samples, e.g. from a GPU host
-    without the reward model); ``score_raw`` labels them later.
+    without the reward model); ``score_raw`` labels them later. Records are written in the plan's order,
+    whatever order the teacher's answers arrive in. A teacher with servers (``teacher.pool``) shows their
+    samples/s, failures and retries in the progress bar and after the run.
     """
     from tqdm.auto import tqdm
 
@@ -122,6 +128,7 @@ def generate_corpus(teacher, plan: GenerationPlan, out_dir: str | Path, shard_si
     teacher_name = {"backend": teacher.backend, "model": teacher.model}
     written = 0
     bar = tqdm(total=total, unit="sample", disable=not progress, smoothing=0.05)
+    pool = getattr(teacher, "pool", None)
     try:
         for task, todo in plan.pending(done, chunk):
             if written >= total:
@@ -132,6 +139,8 @@ def generate_corpus(teacher, plan: GenerationPlan, out_dir: str | Path, shard_si
                 seed = plan.seed * 1_000_003 + intent_hash(items[0][0]) % 1_000_000 + items[0][1]
                 samples = _sample_bucket(teacher, task, items, temperature, top_p, seed)
                 outputs.extend((i, k, s) for (i, k), s in zip(items, samples))
+                if pool is not None:
+                    bar.set_postfix_str(pool.progress(), refresh=False)
                 bar.update(len(items))
             kept = [(i, k, s) for i, k, s in outputs if "empty" not in s.flags]
             scores = (rewards.score([i for i, _, _ in kept], [s.text for _, _, s in kept]) if score
@@ -149,6 +158,8 @@ def generate_corpus(teacher, plan: GenerationPlan, out_dir: str | Path, shard_si
     finally:
         bar.close()
         writer.close()
+        if progress and pool is not None:
+            print("\n".join(pool.summary()), file=sys.stderr)
     return written
 
 

@@ -3,7 +3,8 @@
 - ``llama.cpp``: llama-cpp-python over SmolLM2-135M-Instruct's GGUF (the offline default);
 - ``transformers``: the same GGUF loaded by transformers, or any causal LM id/path with a chat template
   (how a Llama-3-8B-Instruct teacher runs on a GPU host), batched;
-- ``openai``: any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp's server).
+- ``openai``: one or more OpenAI-compatible chat-completions servers (vLLM, TGI, Ollama, llama.cpp's
+  server), many requests in flight (``udrl/servers.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from udrl.config import TEACHER_TEMPERATURE, TEACHER_TOP_P
+from udrl.config import TEACHER_TEMPERATURE, TEACHER_TOP_P, GenerateConfig
 from udrl.llamacpp import safe_model_params
 from udrl.tasks import Task, clean_output, get_task
 
@@ -26,7 +27,7 @@ PROXY_PARAMETERS = 134_515_008  # SmolLM2-135M parameter count, for size compari
 
 
 class TeacherUnavailable(RuntimeError):
-    """A teacher backend cannot start; the message says what is missing and how to fix it."""
+    """A teacher backend cannot start or go on; the message says what is missing and how to fix it."""
 
 
 @dataclass
@@ -99,15 +100,18 @@ class RecentRepetitionPenalty:
         return scores.scatter(1, recent, penalized(scores.gather(1, recent), self.penalty))
 
 
-def _finish(task: Task, raw: str, started: float, prompt_tokens: int, completion_tokens: int,
+def _finish(task: Task, raw: str, latency_ms: float, prompt_tokens: int, completion_tokens: int,
             decoding: dict, seed: int, max_new_tokens: int | None = None) -> TeacherOutput:
     text, flags = clean_output(task, raw, truncated=completion_tokens >= (max_new_tokens or task.max_new_tokens))
-    return TeacherOutput(text, raw, (time.perf_counter() - started) * 1000, prompt_tokens,
-                         completion_tokens, flags, decoding, seed)
+    return TeacherOutput(text, raw, latency_ms, prompt_tokens, completion_tokens, flags, decoding, seed)
 
 
 class _ChatCompletionTeacher:
-    """Backends that answer one chat completion (OpenAI response format) per sample."""
+    """Backends that answer one chat completion (OpenAI response format) per sample.
+
+    Sample ``k`` of intent ``i`` is seeded ``seed + i * n + k`` and comes back in that place, whatever order
+    a backend answers in.
+    """
 
     decoding_extra: dict = {}
 
@@ -115,23 +119,29 @@ class _ChatCompletionTeacher:
                   stop: list[str]) -> dict:
         raise NotImplementedError
 
+    def _complete_all(self, prompts: list[tuple[list[dict], int]], temperature: float, top_p: float,
+                      max_tokens: int, stop: list[str]) -> list[tuple[dict, float]]:
+        """(answer, latency in ms) for each (messages, seed), in order; one at a time unless overridden."""
+        answers = []
+        for messages, seed in prompts:
+            started = time.perf_counter()
+            answer = self._complete(messages, temperature, top_p, max_tokens, seed, stop)
+            answers.append((answer, (time.perf_counter() - started) * 1000))
+        return answers
+
     def generate(self, intents, task, n=1, seed=0, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, max_new_tokens=None):
         t = get_task(task)
         limit = max_new_tokens or t.max_new_tokens
         decoding = {"temperature": temperature, "top_p": top_p, **self.decoding_extra}
-        results = []
-        for i, intent in enumerate(intents):
-            samples = []
-            for k in range(n):
-                sample_seed = seed + i * n + k
-                started = time.perf_counter()
-                out = self._complete(t.messages(intent), temperature, top_p, limit, sample_seed, list(t.stop))
-                usage = out.get("usage") or {}
-                samples.append(_finish(t, out["choices"][0]["message"].get("content") or "", started,
-                                       usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                                       dict(decoding), sample_seed, limit))
-            results.append(samples)
-        return results
+        prompts = [(t.messages(intent), seed + i * n + k) for i, intent in enumerate(intents) for k in range(n)]
+        samples = []
+        for (_, sample_seed), (out, latency_ms) in zip(prompts, self._complete_all(prompts, temperature, top_p,
+                                                                                   limit, list(t.stop))):
+            usage = out.get("usage") or {}
+            samples.append(_finish(t, out["choices"][0]["message"].get("content") or "", latency_ms,
+                                   usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                                   dict(decoding), sample_seed, limit))
+        return [samples[i * n : (i + 1) * n] for i in range(len(intents))]
 
 
 class LlamaCppTeacher(_ChatCompletionTeacher):
@@ -148,8 +158,11 @@ class LlamaCppTeacher(_ChatCompletionTeacher):
             raise TeacherUnavailable("llama-cpp-python is missing: pip install llama-cpp-python") from err
         path = Path(model_path) if model_path else proxy_gguf_path()
         self.model = path.name
+        # the prompt's threads too: llama-cpp-python gives prompt processing every core unless told, and on
+        # a busy machine its threads then wait on each other (one headline took 20x as long on 2 loaded cores)
+        threads = n_threads or os.cpu_count()
         with safe_model_params():
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                              n_batch=256, verbose=False)
         atexit.register(self.llm.close)  # freed before interpreter teardown, not in __del__
         self.parameters = PROXY_PARAMETERS if path.name == PROXY_NAME else None
@@ -225,26 +238,31 @@ class TransformersTeacher:
             elapsed = time.perf_counter() - started
             for j, raw in enumerate(texts):
                 n_new = int((new[j] != self.tokenizer.pad_token_id).sum())
-                sample = _finish(t, raw, time.perf_counter(), int(enc["attention_mask"][j].sum()), n_new,
-                                 {"temperature": temperature, "top_p": top_p, "repeat_penalty": REPEAT_PENALTY},
-                                 seed + start + j, max_new_tokens)
-                sample.latency_ms = elapsed * 1000 / len(chunk)
-                outputs.append(sample)
+                outputs.append(_finish(t, raw, elapsed * 1000 / len(chunk), int(enc["attention_mask"][j].sum()),
+                                       n_new, {"temperature": temperature, "top_p": top_p,
+                                               "repeat_penalty": REPEAT_PENALTY}, seed + start + j, max_new_tokens))
         return [outputs[i * n : (i + 1) * n] for i in range(len(intents))]
 
 
 class OpenAITeacher(_ChatCompletionTeacher):
-    """An OpenAI-compatible ``/v1/chat/completions`` server. The API key comes from the environment only."""
+    """One or more OpenAI-compatible ``/v1/chat/completions`` servers, many requests in flight.
+
+    ``base_url``: one URL, several (a list, or comma-separated), or else ``UDRL_TEACHER_URL``. Each
+    ``generate()`` call's requests go out together through a :class:`~udrl.servers.ServerPool` (retries,
+    failing servers dropped); a larger call keeps more in flight. The API key comes from the environment only.
+    """
 
     backend = "openai"
     decoding_extra = {"frequency_penalty": 0.5}
 
-    def __init__(self, base_url: str | None = None, model: str | None = None, timeout: float = 120.0):
-        import httpx
+    def __init__(self, base_url: str | list[str] | None = None, model: str | None = None,
+                 timeout: float = GenerateConfig.timeout, concurrency: int = GenerateConfig.concurrency,
+                 retries: int = GenerateConfig.retries, backoff: float = GenerateConfig.backoff,
+                 max_failures: int = GenerateConfig.max_failures):
+        from udrl.servers import ServerPool, server_urls
 
-        self.base_url = (base_url or os.environ.get("UDRL_TEACHER_URL") or os.environ.get("OPENAI_BASE_URL")
-                         or "").rstrip("/")
-        if not self.base_url:
+        urls = server_urls(base_url)
+        if not urls:
             raise TeacherUnavailable("no teacher server given: pass --url or set UDRL_TEACHER_URL "
                                      "(e.g. http://127.0.0.1:8000/v1)")
         self.model = model or os.environ.get("UDRL_TEACHER_MODEL") or "default"
@@ -252,35 +270,22 @@ class OpenAITeacher(_ChatCompletionTeacher):
         key = os.environ.get("UDRL_TEACHER_API_KEY") or os.environ.get("OPENAI_API_KEY")
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self.pool = ServerPool(urls, headers, timeout=timeout, concurrency=concurrency, retries=retries,
+                               backoff=backoff, max_failures=max_failures)
         self.parameters = None
 
     def check(self) -> None:
-        """Raise TeacherUnavailable unless the server answers ``/models``."""
-        import httpx
+        """Raise TeacherUnavailable unless some server answers ``/models``; the others leave the rotation."""
+        self.pool.check()
 
-        try:
-            self.client.get("/models").raise_for_status()
-        except httpx.HTTPError as err:
-            raise TeacherUnavailable(f"teacher server {self.base_url} unreachable ({type(err).__name__}); "
-                                     "start it or fix UDRL_TEACHER_URL") from None
-
-    def _complete(self, messages, temperature, top_p, max_tokens, seed, stop):
-        import httpx
-
-        body = {"model": self.model, "messages": messages, "temperature": temperature, "top_p": top_p,
-                "max_tokens": max_tokens, "seed": seed, "stop": stop, **self.decoding_extra}
-        try:
-            response = self.client.post("/chat/completions", json=body)
-            response.raise_for_status()
-        except httpx.HTTPError as err:
-            status = getattr(getattr(err, "response", None), "status_code", "")
-            raise TeacherUnavailable(f"teacher server {self.base_url} failed: {type(err).__name__} {status}"
-                                     ) from None
-        return response.json()
+    def _complete_all(self, prompts, temperature, top_p, max_tokens, stop):
+        bodies = [{"model": self.model, "messages": messages, "temperature": temperature, "top_p": top_p,
+                   "max_tokens": max_tokens, "seed": seed, "stop": stop, **self.decoding_extra}
+                  for messages, seed in prompts]
+        return self.pool.map("/chat/completions", bodies)
 
 
-def load_teacher(backend: str = "llama.cpp", model: str | None = None, url: str | None = None,
+def load_teacher(backend: str = "llama.cpp", model: str | None = None, url: str | list[str] | None = None,
                  **kwargs) -> Teacher:
     """Build a teacher by backend name; raises TeacherUnavailable with a fix when it cannot start."""
     if backend == "llama.cpp":
