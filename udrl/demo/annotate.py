@@ -433,7 +433,7 @@ def build_annotate_tab(task_choices: list[tuple[str, str]]) -> None:
             size = gr.Number(value=DEFAULT_SIZE, precision=0, minimum=1, maximum=MAX_SIZE, label="Items per session")
         with gr.Accordion("File of intents", open=False):
             with gr.Row():
-                intents_path = gr.Textbox(label="Path (a .txt file in the app's folder)", max_lines=1,
+                intents_path = gr.Textbox("", label="Path (a .txt file in the app's folder)", max_lines=1,
                                           placeholder="data/intents/train.txt")
                 intents_upload = gr.File(label="or upload one (one intent a line)", file_types=[".txt"],
                                          type="filepath")
