@@ -202,10 +202,11 @@ def test_client_compare_sweep_rate(server):
     item_id, intent, a, b = client.predict("ann", "test intents", "", "headline", api_name="/next_item")
     assert intent and a and b
     result = client.predict(item_id, "ann", "B", "", api_name="/rate")
-    assert result["saved"] is True
+    assert result["saved"] is True and {result["reveal"][s]["system"] for s in "AB"} == {"teacher", "student"}
     api = client.view_api(print_info=False, return_format="dict")
     names = set(api["named_endpoints"])
-    assert {"/compare", "/sweep", "/rate", "/next_item"} <= names
+    assert {"/compare", "/sweep", "/rate", "/next_item", "/summary", "/agreement", "/export_csv",
+            "/export_agreement"} <= names
 
 
 def test_browser_moves_slider_and_sees_outputs_and_plot(server, tmp_path):

@@ -472,10 +472,13 @@ def build_annotate_tab(task_choices: list[tuple[str, str]]) -> None:
         button.click(vote, [item, annotator, gr.State(verdict), comment],
                      [item, progress, revealed, out_a, out_b, *buttons.values(), summary, agreement],
                      api_visibility="private")
-    # API-only endpoints (README and docs/annotation.md): a blind item, and a rating by item id
+    # API-only endpoints (README and docs/annotation.md): a blind item, and a rating by item id. The item set
+    # is free text there, so the name clients used before item sets ("test intents") still answers.
     api_item, api_id, api_intent, api_a, api_b = (gr.State(None), *(gr.Textbox(visible=False) for _ in range(4)))
+    api_source = gr.Textbox(SOURCES[0], visible=False)
     api_next = gr.Button(visible=False)
-    api_next.click(next_item, settings, [api_item, api_id, api_intent, api_a, api_b], api_name="next_item")
+    api_next.click(next_item, [annotator, api_source, *settings[2:]], [api_item, api_id, api_intent, api_a, api_b],
+                   api_name="next_item")
     api_verdict = gr.Textbox(visible=False)
     api_result = gr.JSON(visible=False)
     api_rate = gr.Button(visible=False)
