@@ -10,8 +10,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import random  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -19,10 +17,9 @@ import numpy as np  # noqa: E402
 
 from udrl import rewards  # noqa: E402
 from udrl.config import LENGTH_COMMAND_RANGE, LENGTH_GRID, TEACHER_TEMPERATURE, TEACHER_TOP_P  # noqa: E402
-from udrl.demo.annotations import VERDICTS, AnnotationError, RatingStore  # noqa: E402
-from udrl.corpus import read_intents  # noqa: E402
+from udrl.demo import annotate  # noqa: E402
 from udrl.demo.inputs import (  # noqa: E402
-    GUIDANCE_RANGE, MAX_INTENT_CHARS, MAX_SAMPLES, PENALTY_RANGE, InputError, clean_intent, parse_request,
+    GUIDANCE_RANGE, MAX_INTENT_CHARS, MAX_SAMPLES, PENALTY_RANGE, InputError, parse_request,
 )
 from udrl.evaluate import relevance_commands, sweep_student  # noqa: E402
 from udrl.plots import length_figure, relevance_figure  # noqa: E402
@@ -30,24 +27,8 @@ from udrl.demo.service import ModelUnavailable, Models  # noqa: E402
 from udrl.tasks import TASK_NAMES, TASKS  # noqa: E402
 
 MODELS = Models()
-TEST_INTENTS = "data/intents/test.txt"
+annotate.use(MODELS)  # the Annotate tab (udrl/demo/annotate.py) samples these models
 TABLE_HEADERS = ["#", "output", "relevance", "length", "novelty"]
-EMPTY_OUTPUT = "(no output)"
-_store: RatingStore | None = None
-_store_error: str | None = None
-
-
-def ratings_store() -> RatingStore:
-    """The ratings database, opened once; a clear error if its path is not writable."""
-    global _store, _store_error
-    if _store is None and _store_error is None:
-        try:
-            _store = RatingStore()
-        except AnnotationError as err:
-            _store_error = str(err)
-    if _store is None:
-        raise gr.Error(f"Ratings cannot be saved: {_store_error}")
-    return _store
 
 
 def _fail(err: Exception) -> gr.Error:
@@ -214,80 +195,6 @@ def status():
     return MODELS.status_markdown(), gr.Timer(active=timer_active)
 
 
-# -- annotation --------------------------------------------------------------------------------------
-def next_item(annotator, source, own_intent, task, seed=None):
-    """A blind item: an intent with the teacher's and the student's output in random order."""
-    if not str(annotator or "").strip():
-        raise gr.Error("Enter your annotator name first.")
-    if task not in TASK_NAMES:
-        raise gr.Error(f"unknown task; choose one of: {', '.join(TASK_NAMES)}")
-    rng = random.Random(seed)
-    if source == "my own intent":
-        try:
-            intent = clean_intent(own_intent)
-        except InputError as err:
-            raise _fail(err) from None
-    else:
-        try:
-            intent = rng.choice(read_intents(TEST_INTENTS))
-        except (FileNotFoundError, IndexError):
-            raise gr.Error(f"{TEST_INTENTS} is missing: type your own intent instead.") from None
-    try:
-        student = MODELS.student
-        teacher = MODELS.teacher
-    except ModelUnavailable as err:
-        raise _fail(err) from None
-    sample_seed = rng.randrange(2**31)
-    for attempt in range(3):  # an empty answer is no use to an annotator: sample again
-        with MODELS.student_lock:
-            s = student.generate([intent], task, n=1, seed=sample_seed + attempt)[0][0]
-        if s.text:
-            break
-    with MODELS.teacher_lock:
-        t = teacher.generate([intent], task, n=1, seed=sample_seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P)[0][0]
-    student_text, teacher_text = s.text or EMPTY_OUTPUT, t.text or EMPTY_OUTPUT
-    try:
-        item = ratings_store().add_item(intent, task, s.command["relevance"], s.command["length"], teacher_text,
-                                        student_text, MODELS.teacher_version, student.version,
-                                        student_first=rng.random() < 0.5)
-    except AnnotationError as err:
-        raise _fail(err) from None
-    return item, item["item_id"], item["intent"], item["output_a"], item["output_b"]
-
-
-def rate(item_id, annotator, verdict, comment=""):
-    """Save one rating (``A``, ``B``, ``tie`` or ``both_bad``) for an item; returns its id once durable."""
-    try:
-        rating_id = ratings_store().rate(str(item_id or ""), annotator, verdict, comment)
-    except AnnotationError as err:
-        raise _fail(err) from None
-    return {"rating_id": rating_id, "saved": True}
-
-
-def summary_table():
-    rows = []
-    for s in ratings_store().summary():
-        ci = f"{s['ci95'][0]:.2f}–{s['ci95'][1]:.2f}" if s["ci95"] else "–"
-        rate_ = f"{s['student_win_rate']:.2f}" if s["student_win_rate"] is not None else "–"
-        rows.append([s["task"], s["student"], s["teacher"], s["tie"], s["both_bad"], rate_, ci])
-    return rows
-
-
-def export_csv():
-    path = os.path.join(tempfile.mkdtemp(prefix="udrl-ratings-"), "ratings.csv")
-    ratings_store().export_csv(path)
-    return path
-
-
-def rate_and_next(item, annotator, verdict, comment, source, own_intent, task):
-    if not item:
-        raise gr.Error("Load an item first (Next item).")
-    result = rate(item["item_id"], annotator, verdict, comment)
-    saved = f"Saved rating #{result['rating_id']} ({verdict})."
-    new = next_item(annotator, source, own_intent, task)
-    return (*new, "", saved, summary_table())
-
-
 # -- layout ------------------------------------------------------------------------------------------
 def build_demo() -> gr.Blocks:
     task_choices = [(TASKS[t].label, t) for t in TASK_NAMES]
@@ -345,33 +252,7 @@ def build_demo() -> gr.Blocks:
             gr.Examples([["lost cat poster", "image_prompt"], ["holiday sale", "headline"],
                          ["yoga retreat in the mountains", "search_queries"]], inputs=[intent, task])
 
-        with gr.Tab("Annotate"):
-            gr.Markdown("Which output serves the intent better? The two sides are shuffled for every item.")
-            with gr.Row():
-                annotator = gr.Textbox(label="Annotator name", max_lines=1)
-                source = gr.Radio(["test intents", "my own intent"], value="test intents", label="Items from")
-                own_intent = gr.Textbox(label="Your intent", max_lines=1)
-                ann_task = gr.Radio(task_choices, value="image_prompt", label="Task")
-            next_btn = gr.Button("Next item")
-            item = gr.State(None)
-            with gr.Row():
-                ann_intent = gr.Textbox(label="Intent", interactive=False, scale=4)
-                item_id = gr.Textbox(label="Item id", interactive=False, scale=1)
-            with gr.Row():
-                out_a = gr.Textbox(label="Output A", interactive=False, lines=3)
-                out_b = gr.Textbox(label="Output B", interactive=False, lines=3)
-            comment = gr.Textbox(label="Comment (optional)", max_lines=2)
-            with gr.Row():
-                buttons = {v: gr.Button(label) for v, label in
-                           zip(VERDICTS, ("A better", "B better", "Tie", "Both bad"))}
-            saved = gr.Markdown()
-            gr.Markdown("### Student win rate (decisive votes, 95 % Wilson interval)")
-            summary_df = gr.Dataframe(headers=["task", "student", "teacher", "tie", "both bad", "win rate", "95 % CI"],
-                                      interactive=False)
-            with gr.Row():
-                refresh_btn = gr.Button("Refresh summary")
-                export_btn = gr.Button("Export CSV")
-            csv_file = gr.File(label="ratings.csv")
+        annotate.build_annotate_tab(task_choices)
 
         # events
         inputs = [intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty]
@@ -383,20 +264,6 @@ def build_demo() -> gr.Blocks:
         relevance.release(steer, inputs, [student_table, summary], api_name="steer")
         length.release(steer, inputs, [student_table, summary], api_visibility="private")
         sweep_btn.click(sweep, [intent, task, n, seed], [rel_plot, len_plot, sweep_note], api_name="sweep")
-        next_btn.click(next_item, [annotator, source, own_intent, ann_task], [item, item_id, ann_intent, out_a, out_b],
-                       api_name="next_item")
-        for verdict, button in buttons.items():
-            button.click(rate_and_next, [item, annotator, gr.State(verdict), comment, source, own_intent, ann_task],
-                         [item, item_id, ann_intent, out_a, out_b, comment, saved, summary_df],
-                         api_visibility="private")
-        # API-only endpoint: rate an item by id (the UI buttons above call the same function)
-        api_item_id = gr.Textbox(visible=False)
-        api_verdict = gr.Textbox(visible=False)
-        api_result = gr.JSON(visible=False)
-        api_rate = gr.Button(visible=False)
-        api_rate.click(rate, [api_item_id, annotator, api_verdict, comment], api_result, api_name="rate")
-        refresh_btn.click(summary_table, None, summary_df, api_name="summary")
-        export_btn.click(export_csv, None, csv_file, api_name="export_csv")
     demo.queue(max_size=int(os.environ.get("UDRL_QUEUE_SIZE", 64)), default_concurrency_limit=2)
     return demo
 

@@ -18,6 +18,18 @@ from udrl.demo.annotations import AnnotationError, RatingStore, wilson_interval
 
 from conftest import ROOT, free_port
 
+OLD_SCHEMA = """
+CREATE TABLE items (
+    id TEXT PRIMARY KEY, created TEXT NOT NULL, intent TEXT NOT NULL, task TEXT NOT NULL,
+    relevance REAL, length INTEGER, output_a TEXT NOT NULL, output_b TEXT NOT NULL,
+    model_a TEXT NOT NULL, model_b TEXT NOT NULL, teacher_version TEXT, student_version TEXT
+);
+CREATE TABLE ratings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL REFERENCES items(id), annotator TEXT NOT NULL,
+    verdict TEXT NOT NULL, winner TEXT, comment TEXT, created TEXT NOT NULL
+);
+"""
+
 
 def _item(store: RatingStore, i: int = 0, student_first: bool = True) -> str:
     return store.add_item(f"intent {i}", "headline", 0.7, 8, "teacher text", "student text", "teacher@v",
@@ -31,13 +43,59 @@ def test_wal_mode_and_sides_recorded(tmp_path):
     b = _item(store, 2, student_first=False)
     store.rate(a, "ann", "A")  # A is the student here
     store.rate(b, "ann", "A")  # A is the teacher here
-    store.rate(b, "ann", "tie")
+    store.rate(b, "ann", "tie")  # a changed mind: a new row; the first stays
+    store.rate(b, "bob", "A")
     rows = store.rows()
-    assert [r["winner"] for r in rows] == ["student", "teacher", None]
+    assert [r["winner"] for r in rows] == ["student", "teacher", None, "teacher"]
+    assert [r["latest"] for r in rows] == [1, 0, 1, 1]
     assert rows[0]["output_a"] == "student text" and rows[1]["output_a"] == "teacher text"
-    [summary] = store.summary()
-    assert (summary["student"], summary["teacher"], summary["tie"]) == (1, 1, 1)
-    assert summary["student_win_rate"] == 0.5 and summary["ci95"][0] < 0.5 < summary["ci95"][1]
+    assert rows[0]["version_a"] == "student@v" and rows[1]["version_a"] == "teacher@v"
+    [summary] = store.summary()  # last verdicts: ann's tie on b, not her first vote
+    assert (summary["system_1"], summary["system_2"]) == ("student", "teacher")
+    assert (summary["wins_1"], summary["wins_2"], summary["tie"]) == (1, 1, 1)
+    assert summary["win_rate"] == 0.5 and summary["ci95"][0] < 0.5 < summary["ci95"][1]
+    [pair] = store.agreement()  # one shared item, rated differently
+    assert (pair["annotator_1"], pair["annotator_2"], pair["shared_items"], pair["agreement"]) == ("ann", "bob", 1, 0)
+
+
+def test_old_database_is_migrated_without_losing_rows(tmp_path):
+    """A ratings.sqlite written before sessions gets the new columns; its rows read as before."""
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+        db.execute("INSERT INTO items VALUES ('old1', '2025-01-01T00:00:00', 'lost cat', 'headline', 0.7, 8, "
+                   "'teacher text', 'student text', 'teacher', 'student', 'llama@v', 'student@v')")
+        db.execute("INSERT INTO ratings (item_id, annotator, verdict, winner, comment, created) "
+                   "VALUES ('old1', 'ann', 'B', 'student', 'ok', '2025-01-01T00:00:01')")
+    store = RatingStore(path)
+    [row] = store.rows()
+    assert (row["rating_id"], row["winner"], row["comment"], row["session_id"]) == (1, "student", "ok", None)
+    assert (row["version_a"], row["version_b"]) == ("llama@v", "student@v")
+    columns = {r[1] for r in store._connect().execute("PRAGMA table_info(items)")}
+    assert {"session_id", "position", "version_a", "version_b", "details"} <= columns
+    session = store.open_session("set", ["a", "b", "c"], "headline", ("teacher", "student"), seed=1, size=2)
+    side = {"output": "x", "version": "v"}
+    item = store.add_pair("a", "headline", {**side, "system": "teacher"}, {**side, "system": "student"},
+                          session_id=session["session_id"], position=0)
+    store.rate(item["item_id"], "ann", "A")
+    assert store.count() == 2 and RatingStore(path).count() == 2  # opening again migrates nothing twice
+
+
+def test_a_session_is_the_same_for_everyone_and_its_items_are_shared(tmp_path):
+    store = RatingStore(tmp_path / "r.sqlite")
+    intents = [f"intent {i}" for i in range(10)]
+    one = store.open_session("set", intents, "headline", ("teacher", "student"), seed=3, size=4)
+    two = store.open_session("set", intents, "headline", ("student", "teacher"), seed=3, size=4)
+    assert one == two and one["size"] == 4 and one["intents"] != intents[:4]
+    assert store.open_session("set", intents, "headline", ("teacher", "student"), 4, 4)["session_id"] != one["session_id"]
+    side = {"version": "v"}
+    first = store.add_pair("intent", "headline", {**side, "system": "teacher", "output": "t"},
+                           {**side, "system": "student", "output": "s"}, session_id=one["session_id"], position=0)
+    later = store.add_pair("intent", "headline", {**side, "system": "student", "output": "s2"},
+                           {**side, "system": "teacher", "output": "t2"}, session_id=one["session_id"], position=0)
+    assert later == first  # the first item stored at a position is everyone's
+    store.rate(first["item_id"], " ann ", "B")
+    assert store.rated_positions(one["session_id"], "ann") == {0} and not store.rated_positions(one["session_id"], "bob")
 
 
 def test_bad_ratings_are_refused_clearly(tmp_path):

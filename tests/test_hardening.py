@@ -186,10 +186,10 @@ def test_read_only_ratings_path(handlers, tmp_path, monkeypatch):
     blocked = tmp_path / "file"
     blocked.write_text("x")
     monkeypatch.setenv("UDRL_RATINGS_DB", str(blocked / "ratings.sqlite"))
-    monkeypatch.setattr(handlers, "_store", None)
-    monkeypatch.setattr(handlers, "_store_error", None)
+    monkeypatch.setattr(handlers.annotate, "_store", None)
+    monkeypatch.setattr(handlers.annotate, "_store_error", None)
     with pytest.raises(gr.Error, match="UDRL_RATINGS_DB"):
-        handlers.ratings_store()
+        handlers.annotate.ratings_store()
 
 
 @pytest.mark.parametrize("path", ["gradio_api/file=/etc/passwd", "gradio_api/file=../../../../etc/passwd",

@@ -73,6 +73,10 @@ def run(stage: str, cfg) -> None:
         from udrl.augment import augment
 
         print(json.dumps(augment(cfg), indent=2))
+    elif stage == "feedback":
+        from udrl.feedback import feedback
+
+        print(json.dumps(feedback(cfg), indent=2))
     elif stage == "train":
         from udrl.train import train
 

@@ -38,6 +38,7 @@ def _stages(training: dict) -> list[dict]:
 def _stage_line(stage: dict, number: int | None) -> str:
     cfg = stage.get("config", {})
     swapped = stage.get("augmented_records", 0)
+    preferred = stage.get("feedback_records", 0)
     head = f"- stage {number}: " if number else "- "
     if stage.get("distilled_guidance"):
         scales = ", ".join(f"{t} {s:g}" for t, s in stage["distilled_guidance"].items())
@@ -45,6 +46,8 @@ def _stage_line(stage: dict, number: int | None) -> str:
                  "the stage before's guided distribution to the model's single pass; ")
     return (head + f"{stage['train_records']} training records"
             + (f" ({swapped} of them subject-swapped by `python -m udrl augment`)" if swapped else "")
+            + (f" ({preferred} of them outputs annotators preferred, from `python -m udrl feedback`)"
+               if preferred or cfg.get("feedback") else "")
             + f", {stage['heldout_records']} held-out (test intents); AdamW, lr {cfg.get('lr')}, batch "
             f"{cfg.get('batch_size')}, {cfg.get('epochs')} epochs"
             + (f" stopped at step {cfg['max_steps']}" if cfg.get("max_steps") else "")
@@ -68,13 +71,14 @@ def write_model_card(directory: str | Path) -> Path:
     cfg = training.get("config", {})
     params = training.get("parameters")
     size_mb = sum(f.stat().st_size for f in d.glob("*.safetensors")) / 1e6
+    datasets = [p for p in (cfg.get("corpus", "data/distill"), cfg.get("augmented"), cfg.get("feedback")) if p]
     lines = [
         "---",
         "library_name: transformers",
         "pipeline_tag: text-generation",
         "license: apache-2.0",
         "tags: [gpt2, distillation, upside-down-rl, prompt-generation]",
-        f"datasets: [{', '.join(p for p in (cfg.get('corpus', 'data/distill'), cfg.get('augmented')) if p)}]",
+        f"datasets: [{', '.join(datasets)}]",
         "---",
         "",
         "# udrl-distill student",

@@ -147,6 +147,8 @@ class AugmentConfig:
 class TrainConfig:
     corpus: str = _arg("data/distill", "corpus folder")
     augmented: str | None = _arg(None, "folder written by `augment`, added to training")
+    feedback: str | None = _arg(None, "folder written by `feedback` (outputs annotators preferred), added to "
+                                      "training")
     out: str = _arg("checkpoints/student", "checkpoint folder")
     state_dir: str | None = _arg(None, "resumable training state (default runs/<out name>-state)")
     init: str | None = _arg(None, "pretrained GPT-2 id or path, or a student checkpoint to continue")
@@ -172,6 +174,21 @@ class TrainConfig:
     progress: bool = _arg(True, "progress bar")
     distil_guidance: bool = _arg(False, "continue --init (a tuned student) to sample in one pass what its "
                                         "guided sampling draws")
+
+
+@dataclass
+class FeedbackConfig:
+    ratings: str = _arg("data/annotations/ratings.sqlite", "ratings database of the app's Annotate tab "
+                                                           "(UDRL_RATINGS_DB there)")
+    out: str = _arg("data/feedback", "folder for the annotator records (rewritten on every run)")
+    min_votes: int = _arg(1, "votes an output needs (annotators' last verdicts) to become a record")
+    held_out: str = _arg("data/intents/test.txt,data/intents/open/test.txt",
+                         "comma-separated intents files: records of their intents get split test, which train "
+                         "leaves out, so evaluation stays on unseen intents")
+
+    def __post_init__(self):
+        if self.min_votes < 1:
+            raise ValueError("min_votes must be at least 1")
 
 
 @dataclass
@@ -250,6 +267,7 @@ STAGES: dict[str, tuple[type, str]] = {
     "score": (ScoreConfig, "label raw samples with rewards into the corpus"),
     "datacard": (DatacardConfig, "write data/README.md from the corpus"),
     "augment": (AugmentConfig, "subject-swapped, re-scored copies of the training records"),
+    "feedback": (FeedbackConfig, "turn the outputs annotators preferred into corpus records for train"),
     "train": (TrainConfig, "train the UDRL student on the corpus"),
     "evaluate": (EvaluateConfig, "command sweeps, controllability and teacher comparison"),
     "tune": (TuneConfig, "choose each task's sampling settings and calibrate its length command"),

@@ -13,6 +13,9 @@ SPLITS = ("train", "test")
 RECORD_FIELDS = ("id", "intent", "task", "output", "split", "teacher", "decoding", "seed", "rewards",
                  "latency_ms")
 REWARD_FIELDS = ("relevance", "length", "novelty")
+# Who chose the output: the teacher's samples carry no ``source``; ``python -m udrl feedback`` writes
+# ``"annotators"`` on outputs people preferred in the app.
+SOURCES = ("teacher", "annotators")
 
 
 def read_intents(path: str | Path) -> list[str]:
@@ -44,6 +47,8 @@ def validate_record(record: dict, raw: bool = False) -> None:
         raise ValueError(f"record {record['id']}: unknown task {record['task']!r}")
     if record["split"] not in SPLITS:
         raise ValueError(f"record {record['id']}: split must be train or test")
+    if record.get("source", "teacher") not in SOURCES:
+        raise ValueError(f"record {record['id']}: source must be one of {', '.join(SOURCES)}")
     if not isinstance(record["output"], str) or not record["output"].strip():
         raise ValueError(f"record {record['id']}: empty output")
     rewards = record["rewards"]
