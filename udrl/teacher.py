@@ -160,7 +160,7 @@ class LlamaCppTeacher(_ChatCompletionTeacher):
         self.model = path.name
         # the prompt's threads too: llama-cpp-python gives prompt processing every core unless told, and on
         # a busy machine its threads then wait on each other (one headline took 20x as long on 2 loaded cores)
-        threads = n_threads or os.cpu_count()
+        threads = n_threads or int(os.environ.get("UDRL_TEACHER_THREADS") or os.cpu_count())
         with safe_model_params():
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                              n_batch=256, verbose=False)
