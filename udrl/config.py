@@ -229,7 +229,8 @@ class TuneConfig:
     top_ps: str = _arg("0.8,0.9,0.95", "grid (a tighter nucleus can take a higher temperature)")
     # a penalty on repeats raises diversity, which a lower temperature can then trade for relevance
     repetition_penalties: str = _arg("1.0,1.3", "grid (1 = none; applied to the tokens the output holds)")
-    trials: str | None = _arg(None, "where every trial goes (default runs/tune/<checkpoint name>.json)")
+    trials: str | None = _arg(None, "where every trial goes (default: the file the checkpoint's sampling.json "
+                                    "names, else runs/tune/<checkpoint name>.json)")
     seed: int = _arg(0, "random seed")
 
     def __post_init__(self):

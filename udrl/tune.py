@@ -71,8 +71,7 @@ def _relevance_trial(student: Student, intents: list[str], task: str, samples: i
 
 
 def _cached(earlier: dict, key: dict) -> dict:
-    """Trials and teacher figures of an earlier run (its ``sampling.json``) on the same intents, samples
-    and seed."""
+    """Trials and teacher figures of an earlier run (its trials file) on the same intents, samples and seed."""
     return earlier if all(earlier.get(k) == v for k, v in key.items()) else {}
 
 
@@ -82,14 +81,15 @@ def _commands(earlier: dict) -> dict[str, str]:
                                        if "command" in earlier}
 
 
-def trials_path(cfg: TuneConfig) -> Path:
-    """Where the trials of a tuning run go: ``cfg.trials``, or ``runs/tune/<checkpoint folder name>.json``."""
-    return Path(cfg.trials or f"runs/tune/{Path(cfg.checkpoint).name}.json")
+def trials_path(cfg: TuneConfig, record: dict) -> Path:
+    """Where the trials of a tuning run go: ``cfg.trials``, else the file the checkpoint's ``sampling.json``
+    (``record``) names, else ``runs/tune/<checkpoint folder name>.json``."""
+    return Path(cfg.trials or record.get("trials_file") or f"runs/tune/{Path(cfg.checkpoint).name}.json")
 
 
 def tune(cfg: TuneConfig) -> dict:
     """The ``tune`` stage: measure the grid on intents ``skip .. skip+limit`` of the file, save the best setting
-    per task as the checkpoint's ``sampling.json`` and every trial to :func:`trials_path`."""
+    per task as the checkpoint's ``sampling.json`` and every trial to :func:`trials_path` (a rerun reuses them)."""
     from udrl.cards import write_model_card
     from udrl.student import check_checkpoint, load_student
     from udrl.teacher import load_teacher
@@ -103,7 +103,7 @@ def tune(cfg: TuneConfig) -> dict:
     student = loaded.with_length_calibration({})  # trials set their own
     key = {"intents": intents_file, "skip": cfg.skip, "n_intents": len(intents), "samples": samples, "seed": seed}
     earlier_record = read_sampling_record(checkpoint) or {}
-    out = trials_path(cfg)
+    out = trials_path(cfg, earlier_record)
     # trials recorded inside sampling.json by earlier versions are read too
     earlier_trials = json.loads(out.read_text()) if out.is_file() else earlier_record
     cache = _cached(earlier_trials, key)
