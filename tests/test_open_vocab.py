@@ -103,3 +103,23 @@ def test_student_with_the_teachers_tokenizer_and_embeddings(tiny_corpus, tmp_pat
     single = student.generate(["lost cat"], "headline", n=1, seed=0)[0][0]  # llama.cpp over the GGUF export
     batched = student.generate(["lost cat", "ski trip"], "headline", n=2, seed=0)  # PyTorch decoder
     assert single.tokens > 0 and all(o.tokens > 0 for g in batched for o in g)
+
+
+def test_english_tokenizer_has_pieces_for_words_the_corpus_lacks():
+    if not Path(lexicon.WORDNET_DIR, "data.noun").is_file():
+        pytest.skip("Debian's wordnet-base is not installed (apt-get install wordnet-base)")
+    from conftest import make_records
+    from udrl.student.encoding import CommandEncoding
+    from udrl.train import build_tokenizer
+
+    records = make_records()
+    encoding = CommandEncoding.fit(records, bins=4)
+    corpus = [r["intent"] for r in records] + [r["output"] for r in records]
+    narrow = build_tokenizer(corpus, encoding, 2000)
+    broad = build_tokenizer(corpus + lexicon.english_text(), encoding, 2000)
+
+    def pieces(tokenizer, text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    words = " vintage typewriter repair giraffe wearing sunglasses"
+    assert pieces(broad, words) < 0.7 * pieces(narrow, words)  # 22 against 39 pieces when written

@@ -152,11 +152,12 @@ class TrainConfig:
     out: str = _arg("checkpoints/student", "checkpoint folder")
     state_dir: str | None = _arg(None, "resumable training state (default runs/<out name>-state)")
     init: str | None = _arg(None, "pretrained GPT-2 id or path, or a student checkpoint to continue")
-    tokenizer: str = _arg("corpus", "a new student's tokenizer: a byte-level BPE fitted on the corpus (of "
-                                    "vocab_size tokens) or the teacher's own", choices=["corpus", "teacher"])
+    tokenizer: str = _arg("corpus", "a new student's tokenizer: a byte-level BPE of vocab_size tokens fitted on the "
+                                    "corpus, or on the corpus and WordNet's English (words, glosses, examples), or "
+                                    "the teacher's own", choices=["corpus", "english", "teacher"])
     init_embeddings: str = _arg("random", "a new student's token embeddings: random, or the teacher's projected to "
                                           "its width", choices=["random", "teacher"])
-    vocab_size: int = _arg(4096, "BPE vocabulary of a new student (tokenizer corpus)")
+    vocab_size: int = _arg(4096, "BPE vocabulary of a new student (tokenizer corpus or english)")
     n_layer: int = _arg(4, "transformer blocks")
     n_embd: int = _arg(192, "width")
     n_head: int = _arg(4, "attention heads")

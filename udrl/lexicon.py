@@ -83,6 +83,22 @@ def tagged_uses(index_path: str | Path) -> dict[str, int]:
     return uses
 
 
+def english_text() -> list[str]:
+    """Broad English from WordNet: every lemma and every gloss with its examples (about 200,000 lines), for
+    fitting a tokenizer whose pieces cover the words people type."""
+    lines = []
+    for part in ("noun", "verb", "adj", "adv"):
+        with open(wordnet_dir() / f"data.{part}", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(" ") or "|" not in line:
+                    continue
+                fields = line.split(" ")
+                lemmas = [fields[4 + 2 * i].replace("_", " ") for i in range(int(fields[3], 16))]
+                lines.append(", ".join(re.sub(r"\(.*\)$", "", w) for w in lemmas))
+                lines.append(line.split("|", 1)[1].strip())
+    return lines
+
+
 def zipf(text: str) -> float:
     """Word frequency of a word or phrase on the Zipf scale (3 = once per million words)."""
     from wordfreq import zipf_frequency

@@ -36,7 +36,7 @@ def usable(record: dict) -> bool:
 
 
 def build_tokenizer(texts: list[str], encoding: CommandEncoding, vocab_size: int):
-    """A GPT-2-style byte-level BPE trained on the corpus, with the command tokens as special tokens."""
+    """A GPT-2-style byte-level BPE trained on ``texts``, with the command tokens as special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -151,6 +151,10 @@ def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
             tokenizer.model_max_length = cfg.n_positions
         else:
             texts = [r["intent"] for r in train_records] + [r["output"] for r in train_records]
+            if cfg.tokenizer == "english":  # pieces for the words people type, not only the corpus's
+                from udrl.lexicon import english_text
+
+                texts += english_text()
             tokenizer = build_tokenizer(texts, encoding, cfg.vocab_size)
         (state / "assets").mkdir(parents=True, exist_ok=True)
         encoding.save(state / "assets")
