@@ -198,6 +198,8 @@ def corpus_stats(directory: str | Path) -> dict:
     """Everything the data card reports, as plain numbers."""
     records = load_corpus(directory)
     counts = Counter((r["task"], r["split"]) for r in records)
+    folders = Counter(str(shard.parent.relative_to(directory)) for shard in sorted(Path(directory).rglob("*.jsonl"))
+                      for _ in _lines(shard))
     pairs = Counter((r["intent"], r["task"]) for r in records)
     backends = defaultdict(list)
     for r in records:
@@ -215,6 +217,7 @@ def corpus_stats(directory: str | Path) -> dict:
     return {
         "records": len(records),
         "counts": {f"{t}/{s}": n for (t, s), n in sorted(counts.items())},
+        "folders": dict(sorted(folders.items())),
         "intents": {s: len({r["intent"] for r in records if r["split"] == s}) for s in ("train", "test")},
         "min_samples_per_pair": min(pairs.values()) if pairs else 0,
         "pairs": len(pairs),
@@ -223,6 +226,11 @@ def corpus_stats(directory: str | Path) -> dict:
                                  "samples_per_s": 1000 / statistics.mean(lat)} for name, lat in backends.items()},
         "rewards": rewards,
     }
+
+
+def _lines(shard: Path):
+    with shard.open("rb") as fh:
+        yield from (line for line in fh if line.endswith(b"\n"))
 
 
 def augmented_lines(directory: str | Path) -> list[str]:
@@ -287,6 +295,9 @@ def write_data_card(directory: str | Path, out: str | Path, figures: str | Path 
     for task in TASK_NAMES:
         lines.append(f"| {task} | {stats['counts'].get(f'{task}/train', 0)} | "
                      f"{stats['counts'].get(f'{task}/test', 0)} |")
+    lines += ["", "Records per folder (`template`: the template intents of `data/intents`; `wordnet`: the "
+                  "open-vocabulary intents of `data/intents/open`):", "", "| folder | records |", "|---|---|"]
+    lines += [f"| {folder} | {n} |" for folder, n in stats["folders"].items()]
     lines += ["", f"Flags: {stats['flags'] or 'none'}", "", "## Teacher speed (this machine, 2 CPU cores)", "",
               "Latency is per sample, measured while two generation processes shared the two cores "
               "(one thread each).", "",
