@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from udrl.config import LENGTH_GRID, DatacardConfig
-from udrl.corpus import load_corpus
+from udrl.corpus import load_corpus, shard_records, shards
 from udrl.evaluate import format_difference
 from udrl.student.sampling import LengthCalibration
 from udrl.tasks import TASK_NAMES
@@ -196,10 +196,12 @@ def write_model_card(directory: str | Path) -> Path:
 
 def corpus_stats(directory: str | Path) -> dict:
     """Everything the data card reports, as plain numbers."""
-    records = load_corpus(directory)
+    records, folders = [], Counter()
+    for shard in shards(directory):  # one pass: the records and how many each folder holds
+        found = list(shard_records(shard))
+        records += found
+        folders[str(shard.parent.relative_to(directory))] += len(found)
     counts = Counter((r["task"], r["split"]) for r in records)
-    folders = Counter(str(shard.parent.relative_to(directory)) for shard in sorted(Path(directory).rglob("*.jsonl"))
-                      for _ in _lines(shard))
     pairs = Counter((r["intent"], r["task"]) for r in records)
     backends = defaultdict(list)
     for r in records:
@@ -226,11 +228,6 @@ def corpus_stats(directory: str | Path) -> dict:
                                  "samples_per_s": 1000 / statistics.mean(lat)} for name, lat in backends.items()},
         "rewards": rewards,
     }
-
-
-def _lines(shard: Path):
-    with shard.open("rb") as fh:
-        yield from (line for line in fh if line.endswith(b"\n"))
 
 
 def augmented_lines(directory: str | Path) -> list[str]:

@@ -63,12 +63,22 @@ def validate_record(record: dict, raw: bool = False) -> None:
 def iter_records(directory: str | Path) -> Iterator[dict]:
     """Records of every ``*.jsonl`` shard under ``directory`` (subfolders included), in path order; a torn
     last line is skipped."""
-    for shard in sorted(Path(directory).rglob("*.jsonl")):
-        with shard.open(encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    break  # written when the process was killed mid-line: regenerated on resume
-                yield json.loads(line)
+    for shard in shards(directory):
+        yield from shard_records(shard)
+
+
+def shards(directory: str | Path) -> list[Path]:
+    """The ``*.jsonl`` shards under ``directory`` (subfolders included), in path order."""
+    return sorted(Path(directory).rglob("*.jsonl"))
+
+
+def shard_records(shard: Path) -> Iterator[dict]:
+    """Records of one shard; a torn last line is skipped."""
+    with shard.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break  # written when the process was killed mid-line: regenerated on resume
+            yield json.loads(line)
 
 
 def load_corpus(directory: str | Path, split: str | None = None, tasks: Iterable[str] | None = None

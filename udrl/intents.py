@@ -396,12 +396,10 @@ def build_open_intents(n_train: int, n_test: int, seed: int,
     train_words |= {w for text in exclude for w in lexicon.words(text)}
     frame = frame_words() | {w for phrase in OCCASIONS for w in lexicon.words(phrase)}
     candidates = draw("test", n_test * 10)
-    test = [(t, s, f) for t, s, f in candidates
-            if not ({w for w in lexicon.words(" ".join(s))} - frame) & train_words][:n_test]
+    disjoint = [(t, s, f) for t, s, f in candidates if not (set(lexicon.words(" ".join(s))) - frame) & train_words]
+    test = disjoint[:n_test]
     stats = {"train": len(train), "test": len(test), "test_candidates": len(candidates),
-             "dropped_sharing_a_word": len(candidates) - len([1 for t, s, f in candidates
-                                                                if not ({w for w in lexicon.words(" ".join(s))}
-                                                                        - frame) & train_words]),
+             "dropped_sharing_a_word": len(candidates) - len(disjoint),
              "forms_test": {f: sum(1 for _, _, g in test if g == f) for f in FORMS},
              "nouns": len(nouns), "adjectives": len(adjectives), "seed": seed}
     return [t for t, _, _ in train], [t for t, _, _ in test], stats
