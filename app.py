@@ -36,7 +36,7 @@ def _fail(err: Exception) -> gr.Error:
 
 
 def _request(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, guidance=None, tuned=True,
-             penalty=None):
+             penalty=None, word_guard=False):
     try:
         student = MODELS.student
         ranges = student.encoding.relevance_range
@@ -44,7 +44,7 @@ def _request(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPE
         ranges = None
     try:
         return parse_request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty,
-                             tasks=list(TASK_NAMES), relevance_range=ranges)
+                             word_guard, tasks=list(TASK_NAMES), relevance_range=ranges)
     except InputError as err:
         raise _fail(err) from None
 
@@ -68,7 +68,7 @@ def run_student(req) -> tuple[list[list], dict]:
                                                    "guidance_scale": req.guidance_scale,
                                                    "repetition_penalty": req.repetition_penalty}
         outs = student.generate([req.intent], req.task, relevance=req.relevance, length=req.length, n=req.n,
-                                seed=req.seed, **sampling)[0]
+                                seed=req.seed, word_guard=req.word_guard, **sampling)[0]
         elapsed = time.perf_counter() - started
     rows, mean = _scored_rows(req.intent, [o.text for o in outs])
     tokens = sum(o.tokens for o in outs)
@@ -103,13 +103,14 @@ def _sampling_md(req, m: dict) -> str:
     s = m["sampling"]
     source = "the checkpoint's for this task" if req.tuned_sampling else "set by hand"
     return (f"student sampling ({source}): guidance {s['guidance_scale']:g}, temperature {s['temperature']:g}, "
-            f"top-p {s['top_p']:g}, repetition penalty {s['repetition_penalty']:g}")
+            f"top-p {s['top_p']:g}, repetition penalty {s['repetition_penalty']:g}"
+            + (", word guard on" if s.get("word_guard") else ""))
 
 
 def steer(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, guidance=1.0, tuned=True,
-          penalty=1.0):
+          penalty=1.0, word_guard=False):
     """Student only, for the sliders: outputs and their rewards under the chosen command."""
-    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty)
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty, word_guard)
     rows, m = run_student(req)
     cmd = m["command"]
     sent = "" if cmd["length_token"] == cmd["length"] else f" (sent as length token {cmd['length_token']})"
@@ -119,9 +120,9 @@ def steer(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERAT
 
 
 def compare(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P, guidance=1.0, tuned=True,
-            penalty=1.0):
+            penalty=1.0, word_guard=False):
     """Teacher and student side by side on one intent, with rewards, latency and the speed-up."""
-    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty)
+    req = _request(intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty, word_guard)
     s_rows, s = run_student(req)
     try:
         t_rows, t = run_teacher(req)
@@ -229,6 +230,9 @@ def build_demo() -> gr.Blocks:
                                         info="Lowers the odds of tokens the output already holds (1 = none)",
                                         elem_id="penalty")
                     seed = gr.Number(value=0, precision=0, label="Seed")
+                    word_guard = gr.Checkbox(value=False, label="Word guard (student)",
+                                             info="Redraw tokens that would make a word in no English word list "
+                                                  "and not in the intent", elem_id="word-guard")
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                 sweep_btn = gr.Button("Sweep commands", elem_id="sweep")
@@ -250,12 +254,14 @@ def build_demo() -> gr.Blocks:
                 rel_plot = gr.Plot(label="Relevance", elem_id="relevance-plot")
                 len_plot = gr.Plot(label="Length", elem_id="length-plot")
             gr.Examples([["lost cat poster", "image_prompt"], ["holiday sale", "headline"],
-                         ["yoga retreat in the mountains", "search_queries"]], inputs=[intent, task])
+                         ["yoga retreat in the mountains", "search_queries"],
+                         ["a llama wearing sunglasses", "image_prompt"], ["vintage typewriter repair", "headline"],
+                         ["a giant squid", "search_queries"]], inputs=[intent, task])
 
         annotate.build_annotate_tab(task_choices)
 
         # events
-        inputs = [intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty]
+        inputs = [intent, task, relevance, length, n, seed, temperature, top_p, guidance, tuned, penalty, word_guard]
         controls = [relevance, guidance, penalty]
         demo.load(on_load, task, [status_md, timer, *controls], api_visibility="private")
         timer.tick(status, outputs=[status_md, timer], api_visibility="private")

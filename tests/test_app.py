@@ -54,6 +54,21 @@ def test_steer_runs_student_only_and_notes_clamps(app):
         app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0, 0.7, 0.95, float("inf"), False)
 
 
+def test_word_guard_box_keeps_the_student_to_real_words(app):
+    from udrl import rewards
+    from udrl.lexicon import words
+
+    intent = "a llama wearing sunglasses"
+    free, summary = app.steer(intent, "image_prompt", 0.5, 12, 4, 0)
+    assert "word guard" not in summary
+    guarded, summary = app.steer(intent, "image_prompt", 0.5, 12, 4, 0, 0.7, 0.95, 1, True, 1, True)
+    assert "word guard on" in summary and [r[1] for r in guarded] != [r[1] for r in free]
+    # every word real but an output's last, which the token budget may cut inside a word
+    assert max(rewards.non_word_rate([intent] * 4, [" ".join(words(r[1])[:-1]) for r in guarded])) == 0
+    with pytest.raises(gr.Error, match="word guard must be true or false"):
+        app.steer(intent, "image_prompt", 0.5, 12, 1, 0, 0.7, 0.95, 1, True, 1, "yes")
+
+
 def test_steer_says_which_length_token_a_calibrated_request_was_sent_as(app, monkeypatch):
     from udrl.student.sampling import LengthCalibration
 

@@ -119,6 +119,14 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
                                                                        "diversity", "novelty"}
     worse = goal_margins("image_prompt", {**control, "pearson": 0.5}, teacher)
     assert worse["pearson"] < 0 and _rank({"margins": margins}) > _rank({"margins": worse})
+    # with the language metrics on both sides: non-word rate up to the teacher's + 0.5 points, subject kept
+    # down to the teacher's - 5 points
+    spoken = {**teacher, "non_word_rate": 0.02, "subject_kept": 0.8}
+    fluent = {**control, "top": {**control["top"], "non_word_rate": 0.024, "subject_kept": 0.76}}
+    language = goal_margins("image_prompt", fluent, spoken)
+    assert language["non_word"] == pytest.approx(0.001) and language["subject_kept"] == pytest.approx(0.01)
+    garbled = {**control, "top": {**control["top"], "non_word_rate": 0.05, "subject_kept": 0.5}}
+    assert all(goal_margins("image_prompt", garbled, spoken)[k] < 0 for k in ("non_word", "subject_kept"))
     # among settings meeting every goal, the one with the widest closest margin wins, not the largest sum
     thin, even = {"margins": {"relevance": 0.5, "diversity": 0.01}}, {"margins": {"relevance": 0.1, "diversity": 0.05}}
     assert max([thin, even], key=_rank) is even

@@ -73,6 +73,10 @@ def run(stage: str, cfg) -> None:
         from udrl.augment import augment
 
         print(json.dumps(augment(cfg), indent=2))
+    elif stage == "rollouts":
+        from udrl.rollouts import rollouts
+
+        print(json.dumps(rollouts(cfg), indent=2))
     elif stage == "feedback":
         from udrl.feedback import feedback
 
@@ -93,6 +97,11 @@ def run(stage: str, cfg) -> None:
         from udrl.bench import bench, format_table
 
         print(format_table(bench(cfg)))
+    elif stage == "sidebyside":
+        from udrl.sidebyside import side_by_side
+
+        key = side_by_side(cfg)
+        print(f"wrote {len(key['items'])} items to {cfg.out}: pairs.md (blind), key.json, examples.md")
 
 
 def main(argv: list[str] | None = None) -> int:

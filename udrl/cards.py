@@ -37,7 +37,8 @@ def _stages(training: dict) -> list[dict]:
 
 def _stage_line(stage: dict, number: int | None) -> str:
     cfg = stage.get("config", {})
-    swapped = stage.get("augmented_records", 0)
+    rolled = stage.get("rollout_records", 0)
+    swapped = stage.get("augmented_records", 0) - rolled
     preferred = stage.get("feedback_records", 0)
     head = f"- stage {number}: " if number else "- "
     if stage.get("distilled_guidance"):
@@ -46,6 +47,8 @@ def _stage_line(stage: dict, number: int | None) -> str:
                  "the stage before's guided distribution to the model's single pass; ")
     return (head + f"{stage['train_records']} training records"
             + (f" ({swapped} of them subject-swapped by `python -m udrl augment`)" if swapped else "")
+            + (f" ({rolled} of them the student's own outputs, relabelled by `python -m udrl rollouts`)"
+               if rolled else "")
             + (f" ({preferred} of them outputs annotators preferred, from `python -m udrl feedback`)"
                if preferred or cfg.get("feedback") else "")
             + f", {stage['heldout_records']} held-out (test intents); AdamW, lr {cfg.get('lr')}, batch "
@@ -71,7 +74,8 @@ def write_model_card(directory: str | Path) -> Path:
     cfg = training.get("config", {})
     params = training.get("parameters")
     size_mb = sum(f.stat().st_size for f in d.glob("*.safetensors")) / 1e6
-    datasets = [p for p in (cfg.get("corpus", "data/distill"), cfg.get("augmented"), cfg.get("feedback")) if p]
+    datasets = [p.strip() for p in (cfg.get("corpus", "data/distill"), *(cfg.get("augmented") or "").split(","),
+                                    cfg.get("feedback")) if p and p.strip()]
     lines = [
         "---",
         "library_name: transformers",
@@ -235,9 +239,11 @@ def augmented_lines(directory: str | Path) -> list[str]:
     stats = corpus_stats(directory)
     lines = ["", "## Subject-swapped training records", "",
              f"`{directory}`: {stats['records']} records made by `python -m udrl augment` from the training split. "
-             "In each, the intent's subject words are replaced by random English words (from the relevance "
-             "model's vocabulary) in both intent and output, and the pair is scored again with the rewards "
-             "above; test intents are never used. They teach the student to carry a subject it never saw.", "",
+             "In each, the intent's subject words are replaced by random subjects (`--pool words`: English "
+             "words from the relevance model's vocabulary; `--pool wordnet`: WordNet nouns and names, multi-word "
+             "and rare ones included, none of the open-vocabulary test set's) in both intent and output, and the "
+             "pair is scored again with the rewards above; test intents are never used. They teach the student "
+             "to carry a subject it never saw.", "",
              "| task | records | relevance mean | 10 % | 50 % | 90 % |", "|---|---|---|---|---|---|"]
     for task, by_key in stats["rewards"].items():
         q = by_key["relevance"]

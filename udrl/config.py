@@ -146,7 +146,8 @@ class AugmentConfig:
 @dataclass
 class TrainConfig:
     corpus: str = _arg("data/distill", "corpus folder")
-    augmented: str | None = _arg(None, "folder written by `augment`, added to training")
+    augmented: str | None = _arg(None, "folders written by `augment` or `rollouts` (comma-separated), added to "
+                                       "training")
     feedback: str | None = _arg(None, "folder written by `feedback` (outputs annotators preferred), added to "
                                       "training")
     out: str = _arg("checkpoints/student", "checkpoint folder")
@@ -178,6 +179,25 @@ class TrainConfig:
 
 
 @dataclass
+class RolloutsConfig:
+    checkpoint: str = _arg("checkpoints/student", "student checkpoint that writes the rollouts")
+    intents: str = _arg("data/intents/open/train.txt", "intents file (training intents)")
+    held_out: str = _arg("data/intents/test.txt,data/intents/open/test.txt",
+                         "comma-separated intents files never rolled out (the test sets)")
+    tasks: str = _arg(TASKS_ARG, "comma-separated tasks")
+    samples: int = _arg(2, "outputs per intent and task")
+    limit: int | None = _arg(None, "use the first N intents")
+    block: int = _arg(64, "intents decoded together under one (relevance, length) command")
+    out: str = _arg("runs/rollouts", "folder for the relabelled rollouts (pass it to train --augmented)")
+    seed: int = _arg(0, "random seed (commands and sampling)")
+
+    def __post_init__(self):
+        task_list(self.tasks)
+        if self.samples < 1 or self.block < 1 or (self.limit is not None and self.limit < 1):
+            raise ValueError("samples, block and limit must be at least 1")
+
+
+@dataclass
 class FeedbackConfig:
     ratings: str = _arg("data/annotations/ratings.sqlite", "ratings database of the app's Annotate tab "
                                                            "(UDRL_RATINGS_DB there)")
@@ -205,6 +225,8 @@ class EvaluateConfig:
     json: str = _arg("runs/eval.json", "where to write the result")
     report: str | None = _arg(None, "folder for a Markdown report with figures")
     seed: int = _arg(0, "random seed")
+    word_guard: bool = _arg(False, "sample the student with the word guard (udrl/student/guard.py); without it, "
+                                   "the model's own outputs are measured")
 
     def __post_init__(self):
         task_list(self.tasks)
@@ -263,15 +285,35 @@ class BenchConfig:
             raise ValueError("prompts and batch_size must be at least 1")
 
 
+@dataclass
+class SideBySideConfig:
+    checkpoint: str = _arg("checkpoints/student", "student checkpoint")
+    intents: str = _arg("data/intents/open/test.txt", "intents file")
+    tasks: str = _arg(TASKS_ARG, "comma-separated tasks")
+    skip: int = _arg(0, "intents to pass over")
+    limit: int = _arg(20, "intents after the skipped ones (items = intents x tasks)")
+    teacher: str = _arg("llama.cpp", "teacher backend", choices=["llama.cpp", "transformers"])
+    out: str = _arg("runs/sidebyside", "folder for pairs.md (blind), key.json and examples.md")
+    seed: int = _arg(0, "random seed (outputs, item order and sides)")
+    word_guard: bool = _arg(False, "sample the student with the word guard")
+
+    def __post_init__(self):
+        task_list(self.tasks)
+        if self.limit < 1 or self.skip < 0:
+            raise ValueError("limit must be at least 1 and skip at least 0")
+
+
 STAGES: dict[str, tuple[type, str]] = {
     "intents": (IntentsConfig, "build data/intents/train.txt and test.txt"),
     "generate": (GenerateConfig, "teacher samples for intents x tasks, scored, as JSONL shards"),
     "score": (ScoreConfig, "label raw samples with rewards into the corpus"),
     "datacard": (DatacardConfig, "write data/README.md from the corpus"),
     "augment": (AugmentConfig, "subject-swapped, re-scored copies of the training records"),
+    "rollouts": (RolloutsConfig, "student outputs on new intents, relabelled by the rewards, for the next round"),
     "feedback": (FeedbackConfig, "turn the outputs annotators preferred into corpus records for train"),
     "train": (TrainConfig, "train the UDRL student on the corpus"),
     "evaluate": (EvaluateConfig, "command sweeps, controllability and teacher comparison"),
     "tune": (TuneConfig, "choose each task's sampling settings and calibrate its length command"),
     "bench": (BenchConfig, "student vs teacher speed, side by side"),
+    "sidebyside": (SideBySideConfig, "student and teacher outputs on the same intents, as blind pairs and a table"),
 }

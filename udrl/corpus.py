@@ -14,8 +14,9 @@ RECORD_FIELDS = ("id", "intent", "task", "output", "split", "teacher", "decoding
                  "latency_ms")
 REWARD_FIELDS = ("relevance", "length", "novelty")
 # Who chose the output: the teacher's samples carry no ``source``; ``python -m udrl feedback`` writes
-# ``"annotators"`` on outputs people preferred in the app.
-SOURCES = ("teacher", "annotators")
+# ``"annotators"`` on outputs people preferred in the app, ``python -m udrl rollouts`` ``"student"`` on the
+# student's own outputs that a round of iterated UDRL keeps.
+SOURCES = ("teacher", "annotators", "student")
 
 
 def read_intents(path: str | Path) -> list[str]:

@@ -21,6 +21,8 @@ LENGTH_MAE_RANGE = (LENGTH_GRID[0], LENGTH_GRID[-1])
 SPEARMAN_GOAL, PEARSON_GOAL, LENGTH_MAE_GOAL = 0.95, 0.6, 3.0
 DIVERSITY_TOLERANCE = 0.10  # top-command diversity within 10 % of the teacher's
 NOVELTY_GOAL = 0.5  # image_prompt at the top command: no copying the intent back
+NON_WORD_TOLERANCE = 0.005  # non-word rate at most the teacher's + 0.5 points
+SUBJECT_TOLERANCE = 0.05  # subject kept at least the teacher's - 5 points
 
 
 def length_commands(student, task: str, steps: int = 5) -> list[int]:
@@ -218,7 +220,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
     result = evaluate_checkpoint(cfg.checkpoint, cfg.intents, task_list(cfg.tasks), samples=cfg.samples,
                                  limit=cfg.limit, seed=cfg.seed, teacher_backend=cfg.teacher, skip=cfg.skip,
-                                 outside_tuning=cfg.outside_tuning)
+                                 outside_tuning=cfg.outside_tuning, word_guard=cfg.word_guard)
     out = Path(cfg.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -230,10 +232,11 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 
 
 def evaluate_checkpoint(checkpoint: str, intents_file: str, tasks: list[str], samples: int, limit: int | None,
-                        seed: int, teacher_backend: str, skip: int = 0, outside_tuning: bool = False) -> dict:
+                        seed: int, teacher_backend: str, skip: int = 0, outside_tuning: bool = False,
+                        word_guard: bool = False) -> dict:
     """Evaluate a checkpoint on ``limit`` intents of a file after the first ``skip``; returns the
     JSON-ready result. ``outside_tuning`` first leaves out the intents ``tune`` measured the checkpoint's
-    settings on (:func:`tuning_window`)."""
+    settings on (:func:`tuning_window`); ``word_guard`` samples the student with the word guard."""
     from udrl.student import check_checkpoint, load_student
     from udrl.teacher import load_teacher
 
@@ -245,10 +248,11 @@ def evaluate_checkpoint(checkpoint: str, intents_file: str, tasks: list[str], sa
     intents = intents[skip : None if limit is None else skip + limit]
     if not intents:
         raise ValueError(f"no intents in {intents_file}" + (f" after skipping {skip}" if skip else ""))
-    student = load_student(checkpoint)
+    student = load_student(checkpoint).with_word_guard(word_guard)
     teacher = None if teacher_backend == "none" else load_teacher(teacher_backend)
     result = {"checkpoint": checkpoint, "intents": intents_file, "skip": skip, "n_intents": len(intents),
-              "samples": samples, "seed": seed, "command": invocation("evaluate", "udrl.evaluate.evaluate_checkpoint"),
+              "samples": samples, "seed": seed, "word_guard": word_guard,
+              "command": invocation("evaluate", "udrl.evaluate.evaluate_checkpoint"),
               "parameters": student.parameters, "tasks": {}}
     if left_out:
         result["left_out"] = {"skip": left_out[0], "n_intents": left_out[1]}
@@ -258,7 +262,8 @@ def evaluate_checkpoint(checkpoint: str, intents_file: str, tasks: list[str], sa
 
 
 GOALS = (f"spearman >= {SPEARMAN_GOAL:g}, pearson >= {PEARSON_GOAL:g}, length MAE <= {LENGTH_MAE_GOAL:g}, "
-         "top relevance >= teacher's, non-word rate <= teacher's + 0.5 points, subject kept >= teacher's - 5 points")
+         f"top relevance >= teacher's, non-word rate <= teacher's + {NON_WORD_TOLERANCE * 100:g} points, "
+         f"subject kept >= teacher's - {SUBJECT_TOLERANCE * 100:g} points")
 
 
 def summary_lines(result: dict) -> list[str]:

@@ -213,7 +213,8 @@ def train(cfg: TrainConfig) -> dict:
     records = [r for r in load_corpus(cfg.corpus) if usable(r)]
     train_records = [r for r in records if r["split"] == "train"]
     # augmented records join the training split only: the held-out loss stays on the teacher's test samples
-    augmented = [r for r in load_corpus(cfg.augmented, split="train") if usable(r)] if cfg.augmented else []
+    augmented = [r for folder in filter(None, (cfg.augmented or "").split(","))
+                 for r in load_corpus(folder.strip(), split="train") if usable(r)]
     train_records += augmented
     # outputs annotators preferred (`python -m udrl feedback`), training split only, like the augmented ones
     feedback = [r for r in load_corpus(cfg.feedback, split="train") if usable(r)] if cfg.feedback else []
@@ -297,7 +298,9 @@ def train(cfg: TrainConfig) -> dict:
         export_gguf(unwrapped, tokenizer, out / GGUF_NAME)  # for llama.cpp decoding
         c = unwrapped.config
         info = {"config": asdict(cfg), "history": history, "train_records": len(train_records),
-                "augmented_records": len(augmented), "feedback_records": len(feedback),
+                "augmented_records": len(augmented),
+                "rollout_records": sum(r.get("source") == "student" for r in augmented),
+                "feedback_records": len(feedback),
                 "heldout_records": len(heldout_records),
                 "parameters": sum(p.numel() for p in unwrapped.parameters()),
                 "architecture": {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,

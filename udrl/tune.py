@@ -2,7 +2,8 @@
 
 For every (guidance scale, temperature, top-p, repetition penalty) of a grid, the relevance command is
 swept on tuning intents that the evaluation does not use (``skip`` passes over its intents), and the
-highest command is compared with the teacher on the same intents. The settings that meet the most of those
+highest command is compared with the teacher on the same intents (relevance, diversity, novelty, non-word
+rate, subject kept), and the sweep's correlations with their goals. The settings that meet the most of those
 goals are the finalists. Each finalist's length command is swept, with the commands sent as they are: the
 words each command came to are the finalist's length calibration, and its length MAE is a goal as well
 (<= 3 words). Then its relevance sweep is measured again as the student will run it, with length requests
@@ -26,8 +27,8 @@ from tqdm import tqdm
 from udrl import invocation
 from udrl.config import TuneConfig, task_list
 from udrl.corpus import read_intents
-from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NOVELTY_GOAL, PEARSON_GOAL, SPEARMAN_GOAL,
-                           length_control, relevance_control, teacher_stats)
+from udrl.evaluate import (DIVERSITY_TOLERANCE, LENGTH_MAE_GOAL, NON_WORD_TOLERANCE, NOVELTY_GOAL, PEARSON_GOAL,
+                           SPEARMAN_GOAL, SUBJECT_TOLERANCE, length_control, relevance_control, teacher_stats)
 from udrl.student.sampling import LengthCalibration, Sampling, read_sampling_record, save_sampling
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ def goal_margins(task: str, control: dict, teacher: dict) -> dict[str, float]:
     }
     if task == "image_prompt":
         margins["novelty"] = top["novelty_mean"] - NOVELTY_GOAL
+    if "non_word_rate" in top and "non_word_rate" in teacher:  # teacher figures cached before these metrics lack them
+        margins["non_word"] = teacher["non_word_rate"] + NON_WORD_TOLERANCE - top["non_word_rate"]
+        margins["subject_kept"] = top["subject_kept"] - (teacher["subject_kept"] - SUBJECT_TOLERANCE)
     return {k: round(v, 4) for k, v in margins.items()}
 
 
@@ -123,6 +127,9 @@ def tune(cfg: TuneConfig) -> dict:
             trial = earlier.get(setting)
             if trial is None:
                 trial = _relevance_trial(student, intents, task, samples, seed, asdict(setting), teachers[task])
+            else:  # margins of goals added since the trial was measured
+                trial["margins"] = {**goal_margins(task, trial, teachers[task]),
+                                    **{k: v for k, v in trial["margins"].items() if k == "length"}}
             trial["sampling"] = asdict(setting)  # every field, also for trials recorded before it existed
             trials[task].append(trial)
         most = max(map(_relevance_goals_met, trials[task]))

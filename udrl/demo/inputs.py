@@ -33,6 +33,7 @@ class Request:
     guidance_scale: float | None = None  # None: the checkpoint's value for the task
     tuned_sampling: bool = True  # the student uses its checkpoint's settings; temperature, top_p: the teacher's only
     repetition_penalty: float | None = None  # None: the checkpoint's value for the task
+    word_guard: bool = False  # the student redraws tokens that would leave real words
 
 
 def clean_intent(intent) -> str:
@@ -75,7 +76,8 @@ PENALTY_RANGE = (1.0, 3.0)
 
 def parse_request(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERATURE, top_p=TEACHER_TOP_P,
                   guidance=None, tuned=True,
-                  penalty=None, *, tasks: list[str], relevance_range: dict[str, list[float]] | None = None) -> Request:
+                  penalty=None, word_guard=False, *, tasks: list[str],
+                  relevance_range: dict[str, list[float]] | None = None) -> Request:
     """Validate one generation request; out-of-range numbers are clamped and the clamp is noted."""
     notes: list[str] = []
     text = clean_intent(intent)
@@ -110,9 +112,11 @@ def parse_request(intent, task, relevance, length, n, seed, temperature=TEACHER_
     p = _clamped(p if math.isfinite(p) else TEACHER_TOP_P, 0.05, 1.0, "top-p", notes)
     scale = _optional_setting(guidance, "guidance", GUIDANCE_RANGE, notes)
     repeat = _optional_setting(penalty, "repetition penalty", PENALTY_RANGE, notes)
-    if tuned not in (True, False, None):
-        raise InputError(f"tuned sampling must be true or false, got {str(tuned)[:40]!r}")
-    return Request(text, task, rel, words, count, seed_int, temp, p, notes, scale, tuned is not False, repeat)
+    for name, flag in (("tuned sampling", tuned), ("word guard", word_guard)):
+        if flag not in (True, False, None):
+            raise InputError(f"{name} must be true or false, got {str(flag)[:40]!r}")
+    return Request(text, task, rel, words, count, seed_int, temp, p, notes, scale, tuned is not False, repeat,
+                   word_guard is True)
 
 
 def _optional_setting(value, name: str, bounds: tuple[float, float], notes: list[str]) -> float | None:

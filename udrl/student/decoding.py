@@ -15,12 +15,16 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from udrl.llamacpp import model_params
+
+if TYPE_CHECKING:
+    from udrl.student.guard import WordGuard
 
 
 @dataclass
@@ -118,7 +122,7 @@ class FastGPT2:
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  references: list[list[int]] | None = None, guidance_scale: float = 1.0,
-                 repetition_penalty: float = 1.0) -> list[list[int]]:
+                 repetition_penalty: float = 1.0, guard: WordGuard | None = None) -> list[list[int]]:
         """Sample continuations of token-id prompts (left-padded into one batch); stop at ``eos_id``.
 
         Sampling draws from the same distribution as ``generate(do_sample=True)`` (logits / temperature,
@@ -127,6 +131,7 @@ class FastGPT2:
         from :func:`guided_scores`, as ``generate(guidance_scale=, negative_prompt_ids=)`` does; the
         reference rows run in the same batch and are fed the same tokens. A ``repetition_penalty`` other
         than 1 is applied after guidance, to the tokens each output already holds (:func:`penalize_repeats`).
+        A ``guard`` (one row per prompt) redraws tokens that would leave real words (:mod:`udrl.student.guard`).
 
         A batch of at least ``SHARD_ROWS`` rows (prompts and references) per torch thread is split into
         one shard per thread, decoded side by side on one thread each: a small model's operations share
@@ -138,7 +143,7 @@ class FastGPT2:
         shards = min(torch.get_num_threads(), rows // self.SHARD_ROWS)
         if shards < 2:
             return self._generate(prompts, max_new_tokens, eos_id, pad_id, temperature, top_p, generator,
-                                  references, guidance_scale, repetition_penalty)
+                                  references, guidance_scale, repetition_penalty, guard)
         seeds = torch.randint(2**62, (shards,), generator=generator).tolist()
         size = -(-len(prompts) // shards)
         with _SHARDING:
@@ -148,7 +153,8 @@ class FastGPT2:
                 jobs = [_shard_pool().submit(self._generate, prompts[i : i + size], max_new_tokens, eos_id, pad_id,
                                              temperature, top_p, torch.Generator().manual_seed(seed),
                                              None if references is None else references[i : i + size],
-                                             guidance_scale, repetition_penalty)
+                                             guidance_scale, repetition_penalty,
+                                             None if guard is None else guard.slice(i, i + size))
                         for i, seed in zip(range(0, len(prompts), size), seeds)]
                 return [tokens for job in jobs for tokens in job.result()]
             finally:
@@ -158,7 +164,7 @@ class FastGPT2:
     def _generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                   temperature: float, top_p: float, generator: torch.Generator | None,
                   references: list[list[int]] | None, guidance_scale: float,
-                  repetition_penalty: float = 1.0) -> list[list[int]]:
+                  repetition_penalty: float = 1.0, guard: WordGuard | None = None) -> list[list[int]]:
         """:meth:`generate` on one batch, in the calling thread (``references`` only when guided)."""
         guided = references is not None
         if guided:
@@ -194,6 +200,9 @@ class FastGPT2:
             if seen is not None:
                 scores = penalize_repeats(scores, seen, repetition_penalty)
             token = _sample(scores, temperature, top_p, generator)
+            if guard is not None:
+                token = guard.enforce(scores, token, rows, alive, lambda s: _sample(s, temperature, top_p, generator),
+                                      last=step == max_new_tokens - 1)
             if seen is not None:
                 seen.scatter_(1, token[:, None], True)
             out[rows[alive], step] = token[alive]

@@ -72,6 +72,7 @@ class Student:
         self.eos_id = tokenizer.convert_tokens_to_ids(EOS)
         self.pad_id = tokenizer.convert_tokens_to_ids(PAD)
         self.parameters = sum(p.numel() for p in model.parameters())
+        self.word_guard = False
 
     @property
     def version(self) -> str:
@@ -93,6 +94,12 @@ class Student:
         other.length_calibration = dict(calibration)
         return other
 
+    def with_word_guard(self, on: bool = True) -> Student:
+        """This student decoding with the word guard on (or off) unless a call says otherwise."""
+        other = copy.copy(self)
+        other.word_guard = on
+        return other
+
     def sampling_for(self, task: str) -> Sampling:
         """The task's sampling settings saved with the checkpoint (defaults when it has none)."""
         return self.sampling.get(task, Sampling())
@@ -106,14 +113,18 @@ class Student:
     def generate(self, intents: list[str], task: str, relevance: float | None = None,
                  length: float | None = None, n: int = 1, temperature: float | None = None,
                  top_p: float | None = None, guidance_scale: float | None = None, seed: int = 0,
-                 max_new_tokens: int = 96, repetition_penalty: float | None = None) -> list[list[StudentOutput]]:
+                 max_new_tokens: int = 96, repetition_penalty: float | None = None,
+                 word_guard: bool | None = None) -> list[list[StudentOutput]]:
         """``n`` outputs per intent under one command, batched; the same seed gives the same outputs.
 
         ``relevance`` is in reward units (clamped to the checkpoint's range; default: the task's top),
         ``length`` in words (clamped to 5..60; default: the teacher's median for the task; sent as the
         token :meth:`length_command` picks for it). Sampling settings left at ``None`` take the
-        checkpoint's values for the task (:meth:`sampling_for`).
+        checkpoint's values for the task (:meth:`sampling_for`). ``word_guard`` redraws tokens that would
+        leave real words (:mod:`udrl.student.guard`; batched decoding only; default: off, or on for a
+        student from :meth:`with_word_guard`).
         """
+        word_guard = self.word_guard if word_guard is None else word_guard
         enc = self.encoding
         enc.check_task(task)
         rel = enc.relevance_range[task][1] if relevance is None else enc.clamp_relevance(task, relevance)
@@ -127,16 +138,21 @@ class Student:
             references = [self.prompt_ids(intent, task, reference, sent) for intent in intents for _ in range(n)]
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(int(seed) % (2**63))
-        decoder = self.single if self.single is not None and len(prompts) == 1 else self.fast
+        guard = {}
+        if word_guard:
+            from udrl.student.guard import WordGuard
+
+            guard["guard"] = WordGuard.for_rows(self.tokenizer, self.eos_id, [i for i in intents for _ in range(n)])
+        decoder = self.single if self.single is not None and len(prompts) == 1 and not guard else self.fast
         token_lists = decoder.generate(prompts, max_new_tokens, self.eos_id, self.pad_id,
                                        temperature=sampling.temperature, top_p=sampling.top_p,
                                        generator=generator, references=references,
                                        guidance_scale=sampling.guidance_scale,
-                                       repetition_penalty=sampling.repetition_penalty)
+                                       repetition_penalty=sampling.repetition_penalty, **guard)
         texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
         elapsed_ms = (time.perf_counter() - started) * 1000
         command = {"task": task, "relevance": rel, "length": words, "length_token": sent}
-        settings = asdict(sampling)
+        settings = {**asdict(sampling), "word_guard": bool(word_guard)}
         outs = [StudentOutput(t.strip(), elapsed_ms / len(prompts), len(ids), command, settings)
                 for t, ids in zip(texts, token_lists)]
         return [outs[i * n : (i + 1) * n] for i in range(len(intents))]

@@ -1,0 +1,71 @@
+"""The word guard: tokens that would leave real words are redrawn; the model's own draws are kept otherwise."""
+
+import torch
+
+from udrl.student.guard import WordGuard, starts_word
+
+# token ids: 0 end, then pieces a byte-level BPE would have
+PIECES = ["", " ca", "t", "xq", " llam", "a", ".", " dog", "s", " zzv"]
+
+
+def test_a_token_is_allowed_only_if_it_keeps_to_real_words():
+    guard = WordGuard(PIECES, eos_id=0, intents=["llama poster"])
+    assert starts_word("ca") and not starts_word("caxq") and starts_word("llam", frozenset({"llama"}))
+    assert guard.allows(0, 1) and not guard.allows(0, 9)  # " ca" begins words, " zzv" none
+    guard.advance(0, 1)
+    assert guard.allows(0, 2) and not guard.allows(0, 3)  # "cat" is a word, "caxq" begins none
+    guard.advance(0, 2)
+    assert guard.allows(0, 6) and guard.allows(0, 0)  # "cat." and the end close a whole word
+    guard.advance(0, 6)
+    assert guard.open == [""]
+    guard.advance(0, 4)  # " llam": the beginning of the intent's own word, in no word list
+    assert not guard.allows(0, 0) and not guard.allows(0, 6)  # the output may not stop or break at "llam"
+    assert guard.allows(0, 5)  # "llama" is the intent's
+    guard.advance(0, 5)
+    assert not guard.allows(0, 4, last=True) and guard.allows(0, 7, last=True)  # the budget ends on a whole word
+    part = WordGuard(PIECES, 0, ["dog", "llama", "cat"]).slice(1, 3)
+    assert [sorted(own) for own in part.own] == [["llama"], ["cat"]] and part.open == ["", ""]
+
+
+def test_enforce_redraws_a_refused_token_and_keeps_an_allowed_one():
+    guard = WordGuard(PIECES, eos_id=0, intents=["cat", "cat"])
+    scores = torch.full((2, len(PIECES)), -5.0)
+    scores[0, 9], scores[0, 7] = 5.0, 4.0  # row 0's draw " zzv" is refused: its next likeliest, " dog", stands
+    scores[1, 1] = 5.0
+    draws = iter([torch.tensor([9])] * 20)  # a sampler that keeps drawing the refused token
+    token = guard.enforce(scores, torch.tensor([9, 1]), torch.tensor([0, 1]), torch.tensor([True, True]),
+                          lambda s: next(draws))
+    assert token.tolist() == [7, 1] and guard.open == ["dog", "ca"]
+    finished = guard.enforce(scores, torch.tensor([9, 9]), torch.tensor([0, 1]), torch.tensor([False, False]),
+                             lambda s: next(draws))
+    assert finished.tolist() == [9, 9]  # rows already ended are left alone
+
+
+def test_guarded_student_writes_only_real_words_and_stays_deterministic(tiny_student):
+    from udrl import rewards
+    from udrl.lexicon import is_english, words
+    from udrl.student import load_student
+
+    student = load_student(tiny_student)
+    intents = ["lost cat", "a llama wearing sunglasses", "jazz night", "vintage typewriter repair"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # 16 rows: one shard per thread, each with its rows' guard
+    try:
+        student.fast.SHARD_ROWS = 4
+        free = student.generate(intents, "image_prompt", n=4, seed=3, max_new_tokens=24)
+        guarded = student.generate(intents, "image_prompt", n=4, seed=3, max_new_tokens=24, word_guard=True)
+        again = student.generate(intents, "image_prompt", n=4, seed=3, max_new_tokens=24, word_guard=True)
+    finally:
+        torch.set_num_threads(threads)
+        student.fast.SHARD_ROWS = type(student.fast).SHARD_ROWS
+    flat = [i for i in intents for _ in range(4)]
+    texts = [o.text for g in guarded for o in g]
+    assert [o.text for g in again for o in g] == texts
+    assert max(rewards.non_word_rate(flat, [o.text for g in free for o in g])) > 0  # the tiny model invents words
+    assert all(o.sampling["word_guard"] for g in guarded for o in g)
+    # every word is real, but for an output the token budget cut inside a word its last one begins a real word
+    for intent, output in zip(flat, texts):
+        *whole, last = words(output) or [""]
+        assert rewards.non_word_rate([intent], [" ".join(whole)]) == [0.0]
+        assert not last or is_english(last) or starts_word(last, frozenset(words(intent)))
+    assert sum(rewards.non_word_rate(flat, texts)) < sum(rewards.non_word_rate(flat, [o.text for g in free for o in g]))

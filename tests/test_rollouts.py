@@ -1,0 +1,69 @@
+"""``python -m udrl rollouts``: the student's own clean outputs, relabelled, for the next training round."""
+
+import json
+
+from udrl.__main__ import main
+from udrl.corpus import load_corpus
+
+
+def test_rollouts_keep_clean_on_subject_english_relabelled(tiny_student, tmp_path, capsys, monkeypatch):
+    from udrl import rewards
+    from udrl.student.model import Student
+
+    original = Student.generate
+
+    def scripted(self, intents, task, n=1, **kwargs):  # real commands and settings, outputs of three kinds
+        groups = original(self, intents, task, n=n, **kwargs)
+        for intent, group in zip(intents, groups):
+            for k, out in enumerate(group):
+                out.text = [f"{intent} poster in bright colors", f"{intent} posterqx in brightzz colors",
+                            "bright poster in soft colors"][k % 3]
+        return groups
+
+    monkeypatch.setattr(Student, "generate", scripted)
+    intents = tmp_path / "intents.txt"
+    intents.write_text("lost cat\nholiday sale\nbakery opening\njazz night\nsecret test intent\n")
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text("secret test intent\n")
+    out = tmp_path / "rollouts"
+    args = ["rollouts", "--checkpoint", str(tiny_student), "--intents", str(intents), "--held-out", str(held_out),
+            "--samples", "3", "--block", "1", "--out", str(out), "--seed", "1"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["intents"] == 4  # the held-out intent is never rolled out
+    kept = sum(report["kept"].values())
+    assert kept + sum(report["dropped"].values()) == 4 * 3 * 3
+    records = load_corpus(out)
+    assert len(records) == kept and len({r["id"] for r in records}) == kept
+    assert all(r["source"] == "student" and r["split"] == "train" and r["intent"] != "secret test intent"
+               for r in records)
+    texts = [r["output"] for r in records]
+    assert not any("posterqx" in t for t in texts)  # invented words never kept
+    assert "bright poster in soft colors" not in texts  # nor outputs that lost the subject
+    assert len(texts) == 4 * 3 and all(t.endswith("poster in bright colors") for t in texts)  # the clean ones
+    assert len({r["decoding"]["relevance"] for r in records}) == 4 * 3  # a command drawn for each block
+    assert max(rewards.non_word_rate([r["intent"] for r in records], texts)) == 0
+    # the label is what the output achieved, not the command it was written under
+    assert [r["rewards"] for r in records] == rewards.score([r["intent"] for r in records], texts)
+
+    assert main(args) == 2  # never mixed with an earlier round
+    assert "already holds rollouts" in capsys.readouterr().err
+
+
+def test_train_counts_rollouts_among_augmented_records(tiny_student, tiny_corpus, tmp_path):
+    """``train --augmented`` takes several folders; the model card counts the student's own records apart."""
+    from udrl.train import TrainConfig, train
+
+    from udrl.corpus import ShardWriter
+
+    out = tmp_path / "rollouts"  # records as `rollouts` writes them
+    writer = ShardWriter(out, prefix="rollout")
+    for record in load_corpus(tiny_corpus, split="train")[:20]:
+        writer.write({**record, "id": record["id"] + "-rollout0", "source": "student"})
+    writer.close()
+    rolled = 20
+    info = train(TrainConfig(corpus=str(tiny_corpus), augmented=f"{tiny_corpus}, {out}", init=str(tiny_student),
+                             out=str(tmp_path / "next"), state_dir=str(tmp_path / "state"), epochs=1, batch_size=16,
+                             progress=False))
+    assert info["rollout_records"] == rolled > 0
+    assert "relabelled by `python -m udrl rollouts`" in (tmp_path / "next" / "README.md").read_text()

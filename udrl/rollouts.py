@@ -1,0 +1,72 @@
+"""Student rollouts on intents it was not trained on, relabelled by the rewards: ``python -m udrl rollouts``.
+
+One round of iterated UDRL: the student writes outputs for new intents under commands spread over each
+task's range, and the rewards relabel every output with what it achieved (hindsight), so an output that
+missed its command still teaches what the command it met means. Only outputs that keep every subject word
+of the intent and hold no word outside the English word lists and the intent are kept: a round teaches the
+student to carry a new subject into clean English, not its inventions or its stock scenery. The records (``source: "student"``) join the next training run
+through ``train --augmented``. Intents of the held-out test files are never rolled out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from udrl.config import LENGTH_GRID, RolloutsConfig, task_list
+from udrl.corpus import ShardWriter, read_intents, record_id
+from udrl.feedback import held_out_intents
+
+PREFIX = "rollout"
+
+
+def rollouts(cfg: RolloutsConfig) -> dict:
+    """Write relabelled student outputs to ``cfg.out`` (refused if it already holds records); returns counts."""
+    from tqdm.auto import tqdm
+
+    from udrl import rewards
+    from udrl.student import check_checkpoint, load_student
+
+    out = Path(cfg.out)
+    if out.is_dir() and any(out.glob(f"{PREFIX}-*.jsonl")):
+        raise FileExistsError(f"{out} already holds rollouts; remove it to roll out again")
+    check_checkpoint(cfg.checkpoint)
+    held_out = held_out_intents(cfg.held_out)
+    intents = [i for i in read_intents(cfg.intents) if i not in held_out][: cfg.limit]
+    if not intents:
+        raise ValueError(f"no intents in {cfg.intents} outside the held-out files {cfg.held_out}")
+    student = load_student(cfg.checkpoint)
+    rng = np.random.default_rng(cfg.seed)
+    kept, dropped = Counter(), Counter()
+    writer = ShardWriter(out, prefix=PREFIX)
+    blocks = [(task, start) for task in task_list(cfg.tasks) for start in range(0, len(intents), cfg.block)]
+    try:
+        for number, (task, start) in enumerate(tqdm(blocks, desc="rollouts", unit="block")):
+            block = intents[start : start + cfg.block]
+            lo, hi = student.encoding.relevance_range[task]
+            relevance = float(rng.uniform(lo, hi))  # one command per block: the student decodes a block at once
+            length = int(rng.choice(LENGTH_GRID))
+            seed = cfg.seed * 1_000_003 + number
+            groups = student.generate(block, task, relevance=relevance, length=length, n=cfg.samples, seed=seed)
+            flat = [(intent, k, out) for intent, group in zip(block, groups) for k, out in enumerate(group)]
+            texts = [o.text for _, _, o in flat]
+            flat_intents = [i for i, _, _ in flat]
+            non_words = rewards.non_word_rate(flat_intents, texts)
+            subjects = rewards.subject_kept(flat_intents, texts)
+            keep = [bool(t.strip()) and nw == 0 and kept_subject for t, nw, kept_subject in zip(texts, non_words, subjects)]
+            chosen = [(f, text) for f, text, k in zip(flat, texts, keep) if k]
+            dropped[task] += len(flat) - len(chosen)
+            scores = rewards.score([f[0] for f, _ in chosen], [text for _, text in chosen])
+            for ((intent, k, o), text), score in zip(chosen, scores):
+                writer.write({
+                    "id": f"{record_id(intent, task, k)}-{PREFIX}{cfg.seed}", "intent": intent, "task": task,
+                    "output": text, "split": "train", "teacher": {"backend": "student", "model": student.version},
+                    "decoding": {**o.sampling, **{c: v for c, v in o.command.items() if c != "task"}},
+                    "seed": seed, "rewards": score, "latency_ms": round(o.latency_ms, 2), "source": "student",
+                })
+                kept[task] += 1
+    finally:
+        writer.close()
+    return {"intents": len(intents), "kept": dict(kept), "dropped": dict(dropped), "out": str(out)}

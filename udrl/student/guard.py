@@ -1,0 +1,114 @@
+"""The word guard: an optional decoding constraint that keeps the student to real words.
+
+A drawn token is kept only if every word it completes is an English word (:func:`udrl.lexicon.is_english`)
+or a word of the intent, and the word it leaves open begins one of those; otherwise it is taken out of the
+row's distribution and the row draws again (at most ``RETRIES`` times, then the likeliest allowed token is
+taken; the draw stands only if no token is allowed). The end
+of an output must not cut a word short either, nor the token budget unless no token can close the word
+(then the output ends on the beginning of a real word). Nothing else changes: the guard only removes tokens, so the
+model's own non-word rate is what ``evaluate`` reports without it (``--word-guard off``, the default).
+
+Written here rather than as a transformers ``LogitsProcessor``: checking all 4,096 tokens of every row at
+every step would cost more than the model's forward pass, while a check of the drawn token alone is a few
+string operations, and the student's decoders draw before they could filter.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from functools import lru_cache
+
+import torch
+
+from udrl.lexicon import _word_list, is_english
+
+RETRIES = 8
+_BREAK = re.compile(r"[^a-z]+")
+
+
+@lru_cache(maxsize=1)
+def _sorted_words() -> tuple[str, ...]:
+    return tuple(sorted(_word_list()))
+
+
+def starts_word(prefix: str, own: frozenset[str] = frozenset()) -> bool:
+    """Whether some English word, or a word of ``own``, begins with ``prefix``."""
+    if any(w.startswith(prefix) for w in own):
+        return True
+    words = _sorted_words()
+    i = bisect.bisect_left(words, prefix)
+    return i < len(words) and words[i].startswith(prefix)
+
+
+@lru_cache(maxsize=65536)
+def _whole(word: str) -> bool:
+    return is_english(word)
+
+
+class WordGuard:
+    """Per-row word state for one decoding call: ``pieces[t]`` is the text token ``t`` adds (None: never
+    allowed)."""
+
+    def __init__(self, pieces: list[str], eos_id: int, intents: list[str]):
+        self.pieces, self.eos_id = pieces, eos_id
+        self.own = [frozenset(_BREAK.split(intent.lower())) - {""} for intent in intents]
+        self.open = [""] * len(intents)  # the letters of the word each row has begun and not ended
+
+    @classmethod
+    def for_rows(cls, tokenizer, eos_id: int, intents: list[str]) -> WordGuard:
+        return cls(_pieces(tokenizer), eos_id, intents)
+
+    def slice(self, start: int, stop: int) -> WordGuard:
+        """The guard of rows ``start:stop`` (a decoding shard)."""
+        part = WordGuard(self.pieces, self.eos_id, [])
+        part.own, part.open = self.own[start:stop], self.open[start:stop]
+        return part
+
+    def _real(self, row: int, word: str) -> bool:
+        return word in self.own[row] or _whole(word)
+
+    def allows(self, row: int, token: int, last: bool = False) -> bool:
+        """Whether ``token`` keeps row ``row`` to real words (the end token, or any ``last`` token of the
+        budget: its last word is whole)."""
+        if token == self.eos_id:
+            return not self.open[row] or self._real(row, self.open[row])
+        if self.pieces[token] is None:  # a command or padding token: never part of an output
+            return False
+        *done, left = _BREAK.split(self.open[row] + self.pieces[token].lower())
+        if not all(not w or self._real(row, w) for w in done):
+            return False
+        return not left or (self._real(row, left) if last else starts_word(left, self.own[row]))
+
+    def advance(self, row: int, token: int) -> None:
+        if token != self.eos_id:
+            self.open[row] = _BREAK.split(self.open[row] + self.pieces[token].lower())[-1]
+
+    def enforce(self, scores: torch.Tensor, token: torch.Tensor, rows: torch.Tensor, alive: torch.Tensor,
+                draw, last: bool = False) -> torch.Tensor:
+        """``token`` [B] with each live row's draw replaced until the guard allows it; ``rows`` maps batch
+        rows to this guard's rows, ``draw(scores[b:b+1])`` draws one row again, ``last``: the budget's last
+        token. Advances every live row."""
+        for b in alive.nonzero().squeeze(1).tolist():
+            row, t = int(rows[b]), int(token[b])
+            tries = 0
+            while not self.allows(row, t, last) and tries < RETRIES:
+                scores[b, t] = float("-inf")
+                t = int(draw(scores[b : b + 1])[0])
+                tries += 1
+            if tries == RETRIES and not self.allows(row, t, last):  # the likeliest token allowed, if any
+                ranked = scores[b].argsort(descending=True).tolist()
+                # no whole word within the budget: at least end on the beginning of one
+                t = next((c for c in ranked if self.allows(row, c, last)), None) or next(
+                    (c for c in ranked if self.allows(row, c)), t)
+            token[b] = t
+            self.advance(row, t)
+        return token
+
+
+@lru_cache(maxsize=4)
+def _pieces(tokenizer) -> list[str | None]:
+    """The text each token id adds (a byte-level piece that is not a whole character reads as a break);
+    None for special tokens, which decoding leaves out of the text."""
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    return [None if i in special else tokenizer.decode([i]) for i in range(len(tokenizer))]
