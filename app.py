@@ -230,7 +230,7 @@ def build_demo() -> gr.Blocks:
                                         info="Lowers the odds of tokens the output already holds (1 = none)",
                                         elem_id="penalty")
                     seed = gr.Number(value=0, precision=0, label="Seed")
-                    word_guard = gr.Checkbox(value=False, label="Word guard (student)",
+                    word_guard = gr.Checkbox(value=True, label="Word guard (student)",
                                              info="Redraw tokens that would make a word in no English word list "
                                                   "and not in the intent", elem_id="word-guard")
             with gr.Row():
