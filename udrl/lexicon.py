@@ -150,6 +150,12 @@ def _word_list() -> frozenset[str]:
     return frozenset(get_english_words_set(["web2", "gcide"], lower=True, alpha=True))
 
 
+@lru_cache(maxsize=1)
+def sorted_word_list() -> tuple[str, ...]:
+    """The English word list of :func:`is_english`, sorted (for prefix searches)."""
+    return tuple(sorted(_word_list()))
+
+
 def words(text: str) -> list[str]:
     """Lower-case alphabetic words (with inner apostrophes) of ``text``."""
     return _WORD.findall(text.lower())

@@ -3,10 +3,10 @@
 A drawn token is kept only if every word it completes is an English word (:func:`udrl.lexicon.is_english`)
 or a word of the intent, and the word it leaves open begins one of those; otherwise it is taken out of the
 row's distribution and the row draws again (at most ``RETRIES`` times, then the likeliest allowed token is
-taken; the draw stands only if no token is allowed). The end
-of an output must not cut a word short either, nor the token budget unless no token can close the word
-(then the output ends on the beginning of a real word). Nothing else changes: the guard only removes tokens, so the
-model's own non-word rate is what ``evaluate`` reports without it (``--word-guard off``, the default).
+taken; the draw stands only if no token is allowed). The end of an output must not cut a word short either,
+nor the token budget unless no token can close the word (then the output ends on the beginning of a real
+word). The guard only removes tokens: the model's own non-word rate is what ``evaluate`` reports without
+``--word-guard``.
 
 Written here rather than as a transformers ``LogitsProcessor``: checking all 4,096 tokens of every row at
 every step would cost more than the model's forward pass, while a check of the drawn token alone is a few
@@ -21,22 +21,17 @@ from functools import lru_cache
 
 import torch
 
-from udrl.lexicon import _word_list, is_english
+from udrl.lexicon import is_english, sorted_word_list
 
 RETRIES = 8
 _BREAK = re.compile(r"[^a-z]+")
-
-
-@lru_cache(maxsize=1)
-def _sorted_words() -> tuple[str, ...]:
-    return tuple(sorted(_word_list()))
 
 
 def starts_word(prefix: str, own: frozenset[str] = frozenset()) -> bool:
     """Whether some English word, or a word of ``own``, begins with ``prefix``."""
     if any(w.startswith(prefix) for w in own):
         return True
-    words = _sorted_words()
+    words = sorted_word_list()
     i = bisect.bisect_left(words, prefix)
     return i < len(words) and words[i].startswith(prefix)
 
