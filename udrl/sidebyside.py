@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 from udrl import invocation
@@ -64,7 +65,8 @@ def side_by_side(cfg: SideBySideConfig) -> dict:
         item["student_side"] = rng.choice(SIDES)
     key = {"command": invocation("sidebyside", "udrl.sidebyside.side_by_side"), "checkpoint": cfg.checkpoint,
            "student_version": student.version, "teacher": teacher.model, "intents": cfg.intents, "skip": cfg.skip,
-           "seed": cfg.seed, "word_guard": cfg.word_guard, "student_sampling": {t: student.sampling_for(t).__dict__ for t in task_list(cfg.tasks)},
+           "seed": cfg.seed, "word_guard": cfg.word_guard,
+           "student_sampling": {t: asdict(student.sampling_for(t)) for t in task_list(cfg.tasks)},
            "teacher_sampling": {"temperature": TEACHER_TEMPERATURE, "top_p": TEACHER_TOP_P}, "items": items}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
