@@ -2,16 +2,19 @@
 
 import torch
 
+from udrl.lexicon import is_english
 from udrl.student.guard import WordGuard, starts_word
 
 # token ids: 0 end, then pieces a byte-level BPE would have
-PIECES = ["", " ca", "t", "xq", " llam", "a", ".", " dog", "s", " zzv"]
+PIECES = ["", " ca", "t", "xq", " llam", "a", ".", " dog", "s", " zzv", " pulchritudinous"]
 
 
 def test_a_token_is_allowed_only_if_it_keeps_to_real_words():
     guard = WordGuard(PIECES, eos_id=0, intents=["llama poster"])
     assert starts_word("ca") and not starts_word("caxq") and starts_word("llam", frozenset({"llama"}))
     assert guard.allows(0, 1) and not guard.allows(0, 9)  # " ca" begins words, " zzv" none
+    # in the word lists the non-word rate counts with, but too rare for a reader to know: refused
+    assert is_english("pulchritudinous") and not guard.allows(0, 10) and not guard.allows(0, 10, last=True)
     guard.advance(0, 1)
     assert guard.allows(0, 2) and not guard.allows(0, 3)  # "cat" is a word, "caxq" begins none
     guard.advance(0, 2)
@@ -43,7 +46,7 @@ def test_enforce_redraws_a_refused_token_and_keeps_an_allowed_one():
 
 def test_guarded_student_writes_only_real_words_and_stays_deterministic(tiny_student):
     from udrl import rewards
-    from udrl.lexicon import is_english, words
+    from udrl.lexicon import is_common, words
     from udrl.student import load_student
 
     student = load_student(tiny_student)
@@ -67,5 +70,6 @@ def test_guarded_student_writes_only_real_words_and_stays_deterministic(tiny_stu
     for intent, output in zip(flat, texts):
         *whole, last = words(output) or [""]
         assert rewards.non_word_rate([intent], [" ".join(whole)]) == [0.0]
-        assert not last or is_english(last) or starts_word(last, frozenset(words(intent)))
+        assert all(is_common(w) or w in words(intent) for w in whole)
+        assert not last or is_common(last) or starts_word(last, frozenset(words(intent)))
     assert sum(rewards.non_word_rate(flat, texts)) < sum(rewards.non_word_rate(flat, [o.text for g in free for o in g]))

@@ -49,6 +49,13 @@ def test_rollouts_keep_clean_on_subject_english_relabelled(tiny_student, tmp_pat
     assert main(args) == 2  # never mixed with an earlier round
     assert "already holds rollouts" in capsys.readouterr().err
 
+    # another round on other intents, under the word guard
+    again = args[:-4] + ["--skip", "2", "--word-guard", "--out", str(tmp_path / "round-2"), "--seed", "2"]
+    assert main(again) == 0 and json.loads(capsys.readouterr().out)["intents"] == 2
+    records = load_corpus(tmp_path / "round-2")
+    assert {r["intent"] for r in records} == {"bakery opening", "jazz night"}
+    assert all(r["decoding"]["word_guard"] for r in records)
+
 
 def test_train_counts_rollouts_among_augmented_records(tiny_student, tiny_corpus, tmp_path):
     """``train --augmented`` takes several folders; the model card counts the student's own records apart."""

@@ -6,7 +6,7 @@ from udrl.__main__ import main
 
 
 def test_blind_pairs_hide_the_systems_and_the_key_recovers_them(tiny_student, llama_teacher, tmp_path,
-                                                                 monkeypatch):
+                                                                 monkeypatch, capsys):
     import udrl.teacher
 
     monkeypatch.setattr(udrl.teacher, "load_teacher", lambda backend: llama_teacher)
@@ -31,6 +31,21 @@ def test_blind_pairs_hide_the_systems_and_the_key_recovers_them(tiny_student, ll
         assert 0 <= item["student"]["non_word_rate"] <= 1 and isinstance(item["teacher"]["subject_kept"], bool)
     examples = (out / "examples.md").read_text()
     assert "| student | teacher |" in examples and examples.count("\n") == 8
+
+    # a reader who always picks the student's side, marks the teacher's outputs invented and only item 1 a tie
+    verdicts = [{"item": i["item"], "prefer": "tie" if i["item"] == 1 else i["student_side"],
+                 **{f"invented_{s}": s != i["student_side"] for s in "AB"},
+                 **{f"subject_{s}": s == i["student_side"] for s in "AB"}} for i in items]
+    (out / "reader-x.json").write_text(json.dumps(verdicts))
+    assert main(["verdicts", "--folder", str(out)]) == 0
+    counts = json.loads((out / "verdicts.json").read_text())["readers"]["x"]
+    assert counts["all"]["preferred"] == {"student": 5, "teacher": 0, "tie": 1}
+    assert counts["all"]["invented"] == {"student": 0, "teacher": 6} and counts["all"]["subject"]["student"] == 6
+    assert sum(counts[t]["judged"] for t in ("image_prompt", "search_queries", "headline")) == 6
+    verdicts[2]["prefer"] = "left"
+    (out / "reader-y.json").write_text(json.dumps(verdicts))
+    assert main(["verdicts", "--folder", str(out)]) == 2
+    assert "verdict 3 needs" in capsys.readouterr().err
 
 
 def test_sidebyside_rejects_an_empty_window(tiny_student, tmp_path, capsys):

@@ -102,6 +102,10 @@ def run(stage: str, cfg) -> None:
 
         key = side_by_side(cfg)
         print(f"wrote {len(key['items'])} items to {cfg.out}: pairs.md (blind), key.json, examples.md")
+    elif stage == "verdicts":
+        from udrl.sidebyside import score_verdicts, verdict_lines
+
+        print("\n".join(verdict_lines(score_verdicts(cfg))))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,8 +186,11 @@ class RolloutsConfig:
                          "comma-separated intents files never rolled out (the test sets)")
     tasks: str = _arg(TASKS_ARG, "comma-separated tasks")
     samples: int = _arg(2, "outputs per intent and task")
-    limit: int | None = _arg(None, "use the first N intents")
+    skip: int = _arg(0, "intents to pass over first (another round on other intents)")
+    limit: int | None = _arg(None, "use the first N intents (after the skipped ones)")
     block: int = _arg(64, "intents decoded together under one (relevance, length) command")
+    word_guard: bool = _arg(False, "decode with the word guard: the round teaches the model the guard's common "
+                                   "words (its outputs are still filtered and relabelled)")
     out: str = _arg("runs/rollouts", "folder for the relabelled rollouts (pass it to train --augmented)")
     seed: int = _arg(0, "random seed (commands and sampling)")
 
@@ -195,6 +198,8 @@ class RolloutsConfig:
         task_list(self.tasks)
         if self.samples < 1 or self.block < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("samples, block and limit must be at least 1")
+        if self.skip < 0:
+            raise ValueError("skip must be at least 0")
 
 
 @dataclass
@@ -303,6 +308,12 @@ class SideBySideConfig:
             raise ValueError("limit must be at least 1 and skip at least 0")
 
 
+@dataclass
+class VerdictsConfig:
+    folder: str = _arg("runs/sidebyside", "a sidebyside folder: its key.json and the readers' reader-*.json")
+    out: str | None = _arg(None, "JSON file for the counts (default: verdicts.json in the folder)")
+
+
 STAGES: dict[str, tuple[type, str]] = {
     "intents": (IntentsConfig, "build data/intents/train.txt and test.txt"),
     "generate": (GenerateConfig, "teacher samples for intents x tasks, scored, as JSONL shards"),
@@ -316,4 +327,5 @@ STAGES: dict[str, tuple[type, str]] = {
     "tune": (TuneConfig, "choose each task's sampling settings and calibrate its length command"),
     "bench": (BenchConfig, "student vs teacher speed, side by side"),
     "sidebyside": (SideBySideConfig, "student and teacher outputs on the same intents, as blind pairs and a table"),
+    "verdicts": (VerdictsConfig, "count blind readers' verdicts on sidebyside pairs against the key"),
 }

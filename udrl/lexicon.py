@@ -24,6 +24,9 @@ UNSUITABLE = frozenset(
 _TAXONOMY = frozenset("genus family order class phylum capital unit subfamily suborder division".split())
 ADJECTIVE_FILES = {0}  # adj.all: descriptive adjectives (adj.pert holds "relational" ones like "atomic")
 ENGLISH_ZIPF = 2.0  # a word seen at least once per 10 million words of running text counts as English
+# The word guard's floor: about once in 30 million words ("llama" 2.95, "dachshund" 2.64). The word lists
+# also hold archaic and obscure words ("pulchritudinous" 1.27, "zumbooruk" 0) that readers take for invented.
+COMMON_ZIPF = 2.5
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
@@ -150,10 +153,23 @@ def _word_list() -> frozenset[str]:
     return frozenset(get_english_words_set(["web2", "gcide"], lower=True, alpha=True))
 
 
-@lru_cache(maxsize=1)
-def sorted_word_list() -> tuple[str, ...]:
-    """The English word list of :func:`is_english`, sorted (for prefix searches)."""
-    return tuple(sorted(_word_list()))
+@lru_cache(maxsize=2)
+def common_words(min_zipf: float = COMMON_ZIPF) -> tuple[str, ...]:
+    """Alphabetic English words at least ``min_zipf`` frequent in running text (wordfreq's list), sorted."""
+    from wordfreq import iter_wordlist
+
+    found = []
+    for word in iter_wordlist("en", wordlist="large"):  # most frequent first
+        if zipf(word) < min_zipf:
+            break
+        if word.isalpha() and word.isascii():
+            found.append(word)
+    return tuple(sorted(found))
+
+
+def is_common(word: str, min_zipf: float = COMMON_ZIPF) -> bool:
+    """True for a word frequent enough in running text that a reader knows it (the word guard's test)."""
+    return zipf(word.lower()) >= min_zipf
 
 
 def words(text: str) -> list[str]:

@@ -4,7 +4,9 @@ One round of iterated UDRL: the student writes outputs for new intents under com
 task's range, and the rewards relabel every output with what it achieved (hindsight), so an output that
 missed its command still teaches what the command it met means. Only outputs that keep every subject word
 of the intent and hold no word outside the English word lists and the intent are kept: a round teaches the
-student to carry a new subject into clean English, not its inventions or its stock scenery. The records (``source: "student"``) join the next training run
+student to carry a new subject into clean English, not its inventions or its stock scenery. With
+``--word-guard`` the student decodes under the word guard, so far more outputs pass and the round teaches the
+model alone what the guard enforced (expert iteration). The records (``source: "student"``) join the next training run
 through ``train --augmented``. Intents of the held-out test files are never rolled out.
 """
 
@@ -34,7 +36,7 @@ def rollouts(cfg: RolloutsConfig) -> dict:
         raise FileExistsError(f"{out} already holds rollouts; remove it to roll out again")
     check_checkpoint(cfg.checkpoint)
     held_out = held_out_intents(cfg.held_out)
-    intents = [i for i in read_intents(cfg.intents) if i not in held_out][: cfg.limit]
+    intents = [i for i in read_intents(cfg.intents) if i not in held_out][cfg.skip :][: cfg.limit]
     if not intents:
         raise ValueError(f"no intents in {cfg.intents} outside the held-out files {cfg.held_out}")
     student = load_student(cfg.checkpoint)
@@ -49,7 +51,8 @@ def rollouts(cfg: RolloutsConfig) -> dict:
             relevance = float(rng.uniform(lo, hi))  # one command per block: the student decodes a block at once
             length = int(rng.choice(LENGTH_GRID))
             seed = cfg.seed * 1_000_003 + number
-            groups = student.generate(block, task, relevance=relevance, length=length, n=cfg.samples, seed=seed)
+            groups = student.generate(block, task, relevance=relevance, length=length, n=cfg.samples, seed=seed,
+                                      word_guard=cfg.word_guard)
             flat = [(intent, k, out) for intent, group in zip(block, groups) for k, out in enumerate(group)]
             texts = [o.text for _, _, o in flat]
             flat_intents = [i for i, _, _ in flat]

@@ -8,6 +8,11 @@ Three files go to ``out``:
   they kept the subject, and the settings that wrote them;
 - ``examples.md``: the same items unblinded (intent, student, teacher), for a report.
 
+Readers return one ``reader-<name>.json`` each to the folder: a list of ``{"item": 1, "prefer": "A" | "B" |
+"tie", "invented_A": bool, "invented_B": bool, "subject_A": bool, "subject_B": bool}`` (``invented``: the
+output holds an invented or mangled word; ``subject``: it keeps the intent's subject). ``python -m udrl
+verdicts`` counts them against the key into ``verdicts.json``.
+
 The student writes at its top relevance command and its median length with its checkpoint's settings (the
 app's Generate tab with the relevance slider at the top; ``word_guard``: with the word guard); the teacher
 samples as the evaluation compares it.
@@ -21,10 +26,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from udrl import invocation
-from udrl.config import TEACHER_TEMPERATURE, TEACHER_TOP_P, SideBySideConfig, task_list
+from udrl.config import TEACHER_TEMPERATURE, TEACHER_TOP_P, SideBySideConfig, VerdictsConfig, task_list
 from udrl.corpus import read_intents
 
 SIDES = ("A", "B")
+SYSTEMS = ("student", "teacher")
+VERDICT_FIELDS = ("invented", "subject")
 
 
 def _cell(text: str) -> str:
@@ -93,3 +100,70 @@ def unblinded(items: list[dict]) -> str:
         lines.append(f"| {item['item']} | {item['task']} | {_cell(item['intent'])} | "
                      f"{_cell(item['student']['output'])} | {_cell(item['teacher']['output'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _reader_verdicts(path: Path, sides: dict[int, str]) -> list[dict]:
+    """A reader's verdicts, checked against the key's items: one clear error for a malformed file."""
+    try:
+        verdicts = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not JSON ({err})") from err
+    if not isinstance(verdicts, list):
+        raise ValueError(f"{path}: expected a list of verdicts, one per item")
+    seen = set()
+    for n, verdict in enumerate(verdicts, 1):
+        fields = [f"{f}_{side}" for f in VERDICT_FIELDS for side in SIDES]
+        if (not isinstance(verdict, dict) or verdict.get("item") not in sides or verdict.get("prefer") not in
+                (*SIDES, "tie") or not all(isinstance(verdict.get(f), bool) for f in fields)):
+            raise ValueError(f"{path}: verdict {n} needs an item of the key, prefer A, B or tie, and true or false "
+                             f"for {', '.join(fields)}")
+        if verdict["item"] in seen:
+            raise ValueError(f"{path}: item {verdict['item']} is judged twice")
+        seen.add(verdict["item"])
+    return verdicts
+
+
+def score_verdicts(cfg: VerdictsConfig) -> dict:
+    """Per reader: how often each system was preferred, held invented words and kept the subject, overall and
+    per task, from the folder's ``key.json`` and ``reader-*.json``; written to ``cfg.out``."""
+    folder = Path(cfg.folder)
+    key_path, readers = folder / "key.json", sorted(folder.glob("reader-*.json"))
+    if not key_path.is_file():
+        raise FileNotFoundError(f"no key.json in {folder}: write the pairs with `python -m udrl sidebyside`")
+    if not readers:
+        raise FileNotFoundError(f"no reader-*.json in {folder}: each reader's verdicts go there")
+    items = {item["item"]: item for item in json.loads(key_path.read_text(encoding="utf-8"))["items"]}
+    sides = {number: item["student_side"] for number, item in items.items()}
+    report = {"folder": str(folder), "items": len(items), "readers": {}}
+    for path in readers:
+        counts: dict[str, dict] = {}
+        for verdict in _reader_verdicts(path, sides):
+            side = {"student": sides[verdict["item"]]}
+            side["teacher"] = SIDES[1 - SIDES.index(side["student"])]
+            winner = next((s for s in SYSTEMS if side[s] == verdict["prefer"]), "tie")
+            for group in ("all", items[verdict["item"]]["task"]):
+                c = counts.setdefault(group, {"judged": 0, "preferred": dict.fromkeys((*SYSTEMS, "tie"), 0),
+                                              **{f: dict.fromkeys(SYSTEMS, 0) for f in VERDICT_FIELDS}})
+                c["judged"] += 1
+                c["preferred"][winner] += 1
+                for f in VERDICT_FIELDS:
+                    for system in SYSTEMS:
+                        c[f][system] += verdict[f"{f}_{side[system]}"]
+        report["readers"][path.stem.removeprefix("reader-")] = counts
+    out = Path(cfg.out) if cfg.out else folder / "verdicts.json"
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return report
+
+
+def verdict_lines(report: dict) -> list[str]:
+    """One line per reader: student preferred, invented words and subject kept, student / teacher."""
+    lines = [f"{report['folder']}: {report['items']} items"]
+    for reader, counts in report["readers"].items():
+        c, n = counts["all"], counts["all"]["judged"]
+        pct = {f: {s: 100 * c[f][s] / n for s in SYSTEMS} for f in VERDICT_FIELDS}
+        lines.append(f"reader {reader}: {n} judged; student preferred {c['preferred']['student']} "
+                     f"({100 * c['preferred']['student'] / n:.0f} %), teacher {c['preferred']['teacher']}, ties "
+                     f"{c['preferred']['tie']}; invented words {pct['invented']['student']:.0f} % / "
+                     f"{pct['invented']['teacher']:.0f} %; subject kept {pct['subject']['student']:.0f} % / "
+                     f"{pct['subject']['teacher']:.0f} % (student / teacher)")
+    return lines

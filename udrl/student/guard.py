@@ -1,7 +1,8 @@
 """The word guard: an optional decoding constraint that keeps the student to real words.
 
-A drawn token is kept only if every word it completes is an English word (:func:`udrl.lexicon.is_english`)
-or a word of the intent, and the word it leaves open begins one of those; otherwise it is taken out of the
+A drawn token is kept only if every word it completes is a common English word (:func:`udrl.lexicon.is_common`:
+a word-frequency floor, stricter than the word lists the non-word rate counts with, which hold archaic words
+readers take for invented ones) or a word of the intent, and the word it leaves open begins one of those; otherwise it is taken out of the
 row's distribution and the row draws again (at most ``RETRIES`` times, then the likeliest allowed token is
 taken; the draw stands only if no token is allowed). The end of an output must not cut a word short either,
 nor the token budget unless no token can close the word (then the output ends on the beginning of a real
@@ -21,24 +22,24 @@ from functools import lru_cache
 
 import torch
 
-from udrl.lexicon import is_english, sorted_word_list
+from udrl.lexicon import common_words, is_common
 
 RETRIES = 8
 _BREAK = re.compile(r"[^a-z]+")
 
 
 def starts_word(prefix: str, own: frozenset[str] = frozenset()) -> bool:
-    """Whether some English word, or a word of ``own``, begins with ``prefix``."""
+    """Whether some common English word, or a word of ``own``, begins with ``prefix``."""
     if any(w.startswith(prefix) for w in own):
         return True
-    words = sorted_word_list()
+    words = common_words()
     i = bisect.bisect_left(words, prefix)
     return i < len(words) and words[i].startswith(prefix)
 
 
 @lru_cache(maxsize=65536)
 def _whole(word: str) -> bool:
-    return is_english(word)
+    return is_common(word)
 
 
 class WordGuard:
