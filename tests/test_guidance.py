@@ -195,6 +195,20 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     winner = max(finalists, key=_rank)
     assert rerun["length_calibration"]["headline"] == sorted(winner["length_curve"])
 
+    # other weights (a continued student): every trial is measured again, the teacher's figures are reused
+    import udrl.teacher
+    from safetensors.torch import load_file, save_file
+
+    before = json.loads(trials_file.read_text())["weights"]
+    weights = load_file(checkpoint / "model.safetensors")
+    save_file({k: v + 0.01 for k, v in weights.items()}, checkpoint / "model.safetensors", metadata={"format": "pt"})
+    monkeypatch.setattr(udrl.teacher, "load_teacher", lambda *a, **kw: pytest.fail("the teacher ran again"))
+    measured.clear()
+    tune(TuneConfig(**config, guidance_scales="1.0,2.0", top_ps="0.95"))
+    assert [(kw["guidance_scale"], kw["top_p"]) for c, kw in measured if not c] == [(1.0, 0.95), (2.0, 0.95)]
+    again = json.loads(trials_file.read_text())
+    assert len(again["trials"]["headline"]) == 2 and again["weights"] != before  # the old trials are dropped
+
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--guidance-scales", "9"], "must lie in 1..5"),

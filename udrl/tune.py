@@ -16,6 +16,7 @@ the trials it finds there, so an interrupted or extended grid only measures what
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from itertools import product
@@ -79,6 +80,15 @@ def _cached(earlier: dict, key: dict) -> dict:
     return earlier if all(earlier.get(k) == v for k, v in key.items()) else {}
 
 
+def weights_digest(checkpoint: str | Path) -> str:
+    """A short fingerprint of a checkpoint's weights: trials measured with other weights are not reused."""
+    digest = hashlib.sha256()
+    with open(Path(checkpoint, "model.safetensors"), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def _commands(earlier: dict) -> dict[str, str]:
     """The command that chose each task's saved settings (a record without ``commands`` has one for all)."""
     return earlier.get("commands") or {task: earlier["command"] for task in earlier.get("tasks", {})
@@ -111,6 +121,8 @@ def tune(cfg: TuneConfig) -> dict:
     # trials recorded inside sampling.json by earlier versions are read too
     earlier_trials = json.loads(out.read_text()) if out.is_file() else earlier_record
     cache = _cached(earlier_trials, key)
+    weights = weights_digest(checkpoint)
+    same_weights = cache.get("weights") == weights  # the teacher's figures hold for any student, trials do not
     calibrated = dict(loaded.length_calibration)
     teacher = None
     chosen, best, trials, teachers = {}, {}, {}, {}
@@ -120,7 +132,7 @@ def tune(cfg: TuneConfig) -> dict:
         if teachers[task] is None:
             teacher = teacher or load_teacher(cfg.teacher)
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
-        earlier = {Sampling(**t["sampling"]): t for t in cache.get("trials", {}).get(task, [])}
+        earlier = {Sampling(**t["sampling"]): t for t in cache.get("trials", {}).get(task, []) if same_weights}
         trials[task] = []
         for scale, temperature, top_p, penalty in tqdm(grid, desc=f"tune {task}"):
             setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale, repetition_penalty=penalty)
@@ -154,8 +166,10 @@ def tune(cfg: TuneConfig) -> dict:
     merged = {**loaded.sampling, **chosen}  # tasks not tuned this time keep their settings
     save_sampling(checkpoint, merged, provenance, calibrated)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**key, "command": command, "teacher": {**cache.get("teacher", {}), **teachers},
-                               "trials": {**cache.get("trials", {}), **trials}}, indent=1) + "\n")
+    kept = cache.get("trials", {}) if same_weights else {}
+    out.write_text(json.dumps({**key, "weights": weights, "command": command,
+                               "teacher": {**cache.get("teacher", {}), **teachers},
+                               "trials": {**kept, **trials}}, indent=1) + "\n")
     write_model_card(checkpoint)
     return {"sampling": {t: asdict(s) for t, s in chosen.items()}, "best": best, "teacher": teachers}
 

@@ -1,13 +1,13 @@
 """The word guard: an optional decoding constraint that keeps the student to real words.
 
-A drawn token is kept only if every word it completes is a common English word (:func:`udrl.lexicon.is_common`:
-a word-frequency floor, stricter than the word lists the non-word rate counts with, which hold archaic words
-readers take for invented ones) or a word of the intent, and the word it leaves open begins one of those; otherwise it is taken out of the
-row's distribution and the row draws again (at most ``RETRIES`` times, then the likeliest allowed token is
-taken; the draw stands only if no token is allowed). The end of an output must not cut a word short either,
-nor the token budget unless no token can close the word (then the output ends on the beginning of a real
-word). The guard only removes tokens: the model's own non-word rate is what ``evaluate`` reports without
-``--word-guard``.
+A drawn token is kept only if every word it completes is a common English word
+(:func:`udrl.lexicon.is_common`: a word-frequency floor, stricter than the word lists the non-word rate counts
+with, which hold archaic words readers take for invented ones) or a word of the intent, and the word it leaves
+open begins one of those; otherwise it is taken out of the row's distribution and the row draws again (at
+most ``RETRIES`` times, then the likeliest allowed token is taken; the draw stands only if no token is
+allowed). The end of an output must not cut a word short either, nor the token budget unless no token can
+close the word (then the output ends on the beginning of a real word). The guard only removes tokens: the
+model's own non-word rate is what ``evaluate`` reports without ``--word-guard``.
 
 Written here rather than as a transformers ``LogitsProcessor``: checking all 4,096 tokens of every row at
 every step would cost more than the model's forward pass, while a check of the drawn token alone is a few
