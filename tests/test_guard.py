@@ -15,6 +15,10 @@ def test_a_token_is_allowed_only_if_it_keeps_to_real_words():
     assert guard.allows(0, 1) and not guard.allows(0, 9)  # " ca" begins words, " zzv" none
     # in the word lists the non-word rate counts with, but too rare for a reader to know: refused
     assert is_english("pulchritudinous") and not guard.allows(0, 10) and not guard.allows(0, 10, last=True)
+    contraction = WordGuard(["", " shouldn", "'t", " go"], eos_id=0, intents=["cat"])
+    assert contraction.allows(0, 1)
+    contraction.advance(0, 1)
+    assert contraction.allows(0, 2)  # "shouldn't": the parts of a common contraction are words
     guard.advance(0, 1)
     assert guard.allows(0, 2) and not guard.allows(0, 3)  # "cat" is a word, "caxq" begins none
     guard.advance(0, 2)

@@ -199,7 +199,10 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     import udrl.teacher
     from safetensors.torch import load_file, save_file
 
-    before = json.loads(trials_file.read_text())["weights"]
+    recorded = json.loads(trials_file.read_text())
+    before = recorded["weights"]
+    recorded["trials"]["image_prompt"] = recorded["trials"]["headline"]  # another task's trials, same weights
+    trials_file.write_text(json.dumps(recorded))
     weights = load_file(checkpoint / "model.safetensors")
     save_file({k: v + 0.01 for k, v in weights.items()}, checkpoint / "model.safetensors", metadata={"format": "pt"})
     monkeypatch.setattr(udrl.teacher, "load_teacher", lambda *a, **kw: pytest.fail("the teacher ran again"))
@@ -207,7 +210,8 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     tune(TuneConfig(**config, guidance_scales="1.0,2.0", top_ps="0.95"))
     assert [(kw["guidance_scale"], kw["top_p"]) for c, kw in measured if not c] == [(1.0, 0.95), (2.0, 0.95)]
     again = json.loads(trials_file.read_text())
-    assert len(again["trials"]["headline"]) == 2 and again["weights"] != before  # the old trials are dropped
+    assert len(again["trials"]["headline"]) == 2 and again["weights"] != before
+    assert "image_prompt" not in again["trials"]  # trials of the old weights are dropped, not kept beside new ones
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -45,7 +45,15 @@ def test_blind_pairs_hide_the_systems_and_the_key_recovers_them(tiny_student, ll
     verdicts[2]["prefer"] = "left"
     (out / "reader-y.json").write_text(json.dumps(verdicts))
     assert main(["verdicts", "--folder", str(out)]) == 2
-    assert "verdict 3 needs" in capsys.readouterr().err
+    assert "verdict 3 (item 3) needs" in capsys.readouterr().err
+    for bad in ("[]", '[{"item": [1]}]', "{"):
+        (out / "reader-y.json").write_text(bad)
+        assert main(["verdicts", "--folder", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "reader-y.json" in err and "Traceback" not in err
+    (out / "key.json").write_text('{"items": [{"item": 1}]}')
+    assert main(["verdicts", "--folder", str(out)]) == 2
+    assert "is not a key written by" in capsys.readouterr().err
 
 
 def test_sidebyside_rejects_an_empty_window(tiny_student, tmp_path, capsys):

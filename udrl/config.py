@@ -186,7 +186,8 @@ class RolloutsConfig:
                          "comma-separated intents files never rolled out (the test sets)")
     tasks: str = _arg(TASKS_ARG, "comma-separated tasks")
     samples: int = _arg(2, "outputs per intent and task")
-    skip: int = _arg(0, "intents to pass over first (another round on other intents)")
+    skip: int = _arg(0, "intents to pass over first, counted after the held-out ones are removed (another "
+                        "round on other intents)")
     limit: int | None = _arg(None, "use the first N intents (after the skipped ones)")
     block: int = _arg(64, "intents decoded together under one (relevance, length) command")
     word_guard: bool = _arg(False, "decode with the word guard: the round teaches the model the guard's common "

@@ -155,21 +155,27 @@ def _word_list() -> frozenset[str]:
 
 @lru_cache(maxsize=2)
 def common_words(min_zipf: float = COMMON_ZIPF) -> tuple[str, ...]:
-    """Alphabetic English words at least ``min_zipf`` frequent in running text (wordfreq's list), sorted."""
+    """Alphabetic English words at least ``min_zipf`` frequent in running text (wordfreq's list), sorted; the
+    parts of common contractions count as words ("shouldn" and "t" of "shouldn't")."""
     from wordfreq import iter_wordlist
 
-    found = []
+    found = set()
     for word in iter_wordlist("en", wordlist="large"):  # most frequent first
         if zipf(word) < min_zipf:
             break
-        if word.isalpha() and word.isascii():
-            found.append(word)
+        found.update(part for part in word.split("'") if part.isalpha() and part.isascii())
     return tuple(sorted(found))
+
+
+@lru_cache(maxsize=2)
+def _common_set(min_zipf: float) -> frozenset[str]:
+    return frozenset(common_words(min_zipf))
 
 
 def is_common(word: str, min_zipf: float = COMMON_ZIPF) -> bool:
     """True for a word frequent enough in running text that a reader knows it (the word guard's test)."""
-    return zipf(word.lower()) >= min_zipf
+    word = word.lower()
+    return word in _common_set(min_zipf) or zipf(word) >= min_zipf
 
 
 def words(text: str) -> list[str]:

@@ -38,7 +38,8 @@ def rollouts(cfg: RolloutsConfig) -> dict:
     held_out = held_out_intents(cfg.held_out)
     intents = [i for i in read_intents(cfg.intents) if i not in held_out][cfg.skip :][: cfg.limit]
     if not intents:
-        raise ValueError(f"no intents in {cfg.intents} outside the held-out files {cfg.held_out}")
+        raise ValueError(f"no intents in {cfg.intents} outside the held-out files {cfg.held_out} "
+                         f"after skipping {cfg.skip}")
     student = load_student(cfg.checkpoint)
     rng = np.random.default_rng(cfg.seed)
     kept, dropped = Counter(), Counter()

@@ -108,15 +108,16 @@ def _reader_verdicts(path: Path, sides: dict[int, str]) -> list[dict]:
         verdicts = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not JSON ({err})") from err
-    if not isinstance(verdicts, list):
+    if not isinstance(verdicts, list) or not verdicts:
         raise ValueError(f"{path}: expected a list of verdicts, one per item")
     seen = set()
+    fields = [f"{f}_{side}" for f in VERDICT_FIELDS for side in SIDES]
     for n, verdict in enumerate(verdicts, 1):
-        fields = [f"{f}_{side}" for f in VERDICT_FIELDS for side in SIDES]
-        if (not isinstance(verdict, dict) or verdict.get("item") not in sides or verdict.get("prefer") not in
-                (*SIDES, "tie") or not all(isinstance(verdict.get(f), bool) for f in fields)):
-            raise ValueError(f"{path}: verdict {n} needs an item of the key, prefer A, B or tie, and true or false "
-                             f"for {', '.join(fields)}")
+        item = verdict.get("item") if isinstance(verdict, dict) else None
+        if (type(item) is not int or item not in sides or verdict.get("prefer") not in (*SIDES, "tie")
+                or not all(isinstance(verdict.get(f), bool) for f in fields)):
+            raise ValueError(f"{path}: verdict {n} (item {item}) needs an item of the key, prefer A, B or tie, "
+                             f"and true or false for {', '.join(fields)}")
         if verdict["item"] in seen:
             raise ValueError(f"{path}: item {verdict['item']} is judged twice")
         seen.add(verdict["item"])
@@ -132,8 +133,13 @@ def score_verdicts(cfg: VerdictsConfig) -> dict:
         raise FileNotFoundError(f"no key.json in {folder}: write the pairs with `python -m udrl sidebyside`")
     if not readers:
         raise FileNotFoundError(f"no reader-*.json in {folder}: each reader's verdicts go there")
-    items = {item["item"]: item for item in json.loads(key_path.read_text(encoding="utf-8"))["items"]}
-    sides = {number: item["student_side"] for number, item in items.items()}
+    try:
+        items = {item["item"]: item for item in json.loads(key_path.read_text(encoding="utf-8"))["items"]}
+        sides = {number: item["student_side"] for number, item in items.items()}
+        if not items or set(sides.values()) - set(SIDES) or not all(item["task"] for item in items.values()):
+            raise ValueError("no items, or a side other than A and B")
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{key_path} is not a key written by `python -m udrl sidebyside`: {err!r}") from err
     report = {"folder": str(folder), "items": len(items), "readers": {}}
     for path in readers:
         counts: dict[str, dict] = {}

@@ -10,8 +10,9 @@ words each command came to are the finalist's length calibration, and its length
 sent through that calibration (``"calibrated": true`` in its trial). The finalist meeting the most goals
 wins, then the one whose smallest margin is largest; it is saved as ``sampling.json`` beside the
 checkpoint with its calibration and the command that chose each task's settings; every trial goes to a
-file of its own (``TuneConfig.trials``), so the choice can be checked. A rerun on the same intents reuses
-the trials it finds there, so an interrupted or extended grid only measures what is new.
+file of its own (``TuneConfig.trials``), so the choice can be checked. A rerun on the same intents with the
+same weights reuses the trials it finds there, so an interrupted or extended grid only measures what is new;
+the teacher's figures are reused for any weights.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def tune(cfg: TuneConfig) -> dict:
     earlier_trials = json.loads(out.read_text()) if out.is_file() else earlier_record
     cache = _cached(earlier_trials, key)
     weights = weights_digest(checkpoint)
-    same_weights = cache.get("weights") == weights  # the teacher's figures hold for any student, trials do not
+    # the teacher's figures hold for any student, trials only for the weights that were measured
+    kept = cache.get("trials", {}) if cache.get("weights") == weights else {}
     calibrated = dict(loaded.length_calibration)
     teacher = None
     chosen, best, trials, teachers = {}, {}, {}, {}
@@ -132,7 +134,7 @@ def tune(cfg: TuneConfig) -> dict:
         if teachers[task] is None:
             teacher = teacher or load_teacher(cfg.teacher)
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
-        earlier = {Sampling(**t["sampling"]): t for t in cache.get("trials", {}).get(task, []) if same_weights}
+        earlier = {Sampling(**t["sampling"]): t for t in kept.get(task, [])}
         trials[task] = []
         for scale, temperature, top_p, penalty in tqdm(grid, desc=f"tune {task}"):
             setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale, repetition_penalty=penalty)
@@ -166,7 +168,6 @@ def tune(cfg: TuneConfig) -> dict:
     merged = {**loaded.sampling, **chosen}  # tasks not tuned this time keep their settings
     save_sampling(checkpoint, merged, provenance, calibrated)
     out.parent.mkdir(parents=True, exist_ok=True)
-    kept = cache.get("trials", {}) if same_weights else {}
     out.write_text(json.dumps({**key, "weights": weights, "command": command,
                                "teacher": {**cache.get("teacher", {}), **teachers},
                                "trials": {**kept, **trials}}, indent=1) + "\n")
