@@ -118,9 +118,9 @@ def _reader_verdicts(path: Path, sides: dict[int, str]) -> list[dict]:
                 or not all(isinstance(verdict.get(f), bool) for f in fields)):
             raise ValueError(f"{path}: verdict {n} (item {item}) needs an item of the key, prefer A, B or tie, "
                              f"and true or false for {', '.join(fields)}")
-        if verdict["item"] in seen:
-            raise ValueError(f"{path}: item {verdict['item']} is judged twice")
-        seen.add(verdict["item"])
+        if item in seen:
+            raise ValueError(f"{path}: item {item} is judged twice")
+        seen.add(item)
     return verdicts
 
 

@@ -83,11 +83,8 @@ def _cached(earlier: dict, key: dict) -> dict:
 
 def weights_digest(checkpoint: str | Path) -> str:
     """A short fingerprint of a checkpoint's weights: trials measured with other weights are not reused."""
-    digest = hashlib.sha256()
     with open(Path(checkpoint, "model.safetensors"), "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+        return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
 
 
 def _commands(earlier: dict) -> dict[str, str]:
