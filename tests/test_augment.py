@@ -86,6 +86,7 @@ def test_data_card_describes_the_augmented_records(tmp_path, tiny_corpus):
     stats = write_data_card(tiny_corpus, card, augmented=tmp_path / "aug")
     text = card.read_text()
     assert "## Subject-swapped training records" in text
+    assert f"left out of training (`udrl.tasks.echoes_example`): {stats['echoes'] or 'none'}" in text
     n_train = sum(v for k, v in stats["counts"].items() if k.endswith("/train"))
     assert f"{n_train} records made by `python -m udrl augment`" in text
     assert main(["augment", "--corpus", str(tiny_corpus), "--out", str(tmp_path / "x"), "--copies", "0"]) == 2

@@ -4,6 +4,8 @@ import json
 
 from udrl.__main__ import main
 from udrl.corpus import load_corpus
+from udrl.rollouts import PhraseCap
+from udrl.student import load_student
 
 
 def test_rollouts_keep_clean_on_subject_english_relabelled(tiny_student, tmp_path, capsys, monkeypatch):
@@ -42,6 +44,10 @@ def test_rollouts_keep_clean_on_subject_english_relabelled(tiny_student, tmp_pat
     assert "bright poster in soft colors" not in texts  # nor outputs that lost the subject
     assert len(texts) == 4 * 3 and all(t.endswith("poster in bright colors") for t in texts)  # the clean ones
     assert len({r["decoding"]["relevance"] for r in records}) == 4 * 3  # a command drawn for each block
+    student = load_student(tiny_student)
+    for r in records:  # lengths the teacher writes for the task, never a 40-word headline
+        short, long = student.encoding.length_range[r["task"]]
+        assert short <= r["decoding"]["length"] <= long
     assert max(rewards.non_word_rate([r["intent"] for r in records], texts)) == 0
     # the label is what the output achieved, not the command it was written under
     assert [r["rewards"] for r in records] == rewards.score([r["intent"] for r in records], texts)
@@ -50,11 +56,29 @@ def test_rollouts_keep_clean_on_subject_english_relabelled(tiny_student, tmp_pat
     assert "already holds rollouts" in capsys.readouterr().err
 
     # another round on other intents, under the word guard
-    again = args[:-4] + ["--skip", "2", "--word-guard", "--out", str(tmp_path / "round-2"), "--seed", "2"]
+    again = args[:-4] + ["--skip", "2", "--word-guard", "--temperature", "1.1", "--out", str(tmp_path / "round-2"),
+                         "--seed", "2"]
     assert main(again) == 0 and json.loads(capsys.readouterr().out)["intents"] == 2
     records = load_corpus(tmp_path / "round-2")
     assert {r["intent"] for r in records} == {"bakery opening", "jazz night"}
-    assert all(r["decoding"]["word_guard"] for r in records)
+    assert all(r["decoding"]["word_guard"] and r["decoding"]["temperature"] == 1.1 for r in records)
+
+    # a phrase cap of 1: "poster in bright colors" may be taught once per task, whatever the intent
+    capped = args[:-4] + ["--phrase-cap", "1", "--out", str(tmp_path / "capped"), "--seed", "1"]
+    assert main(capped) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kept"] == {task: 1 for task in report["kept"]} and len(report["kept"]) == 3
+
+
+def test_phrase_cap_admits_a_stock_phrase_only_so_often():
+    stock = "poster in bright pink and white"
+    cap = PhraseCap(2)
+    assert cap.admit("lost cat", f"lost cat {stock}") and cap.admit("jazz night", f"jazz night {stock}")
+    assert not cap.admit("bakery opening", f"bakery opening {stock}")  # a third time
+    assert cap.admit("bakery opening", "bakery opening poster with warm bread on a wooden table")
+    one = PhraseCap(1)  # phrases holding an intent word are the subject, not stock: never capped
+    assert all(one.admit("lost cat", "lost cat poster now") for _ in range(3))
+    assert all(PhraseCap(0).admit("lost cat", f"lost cat {stock}") for _ in range(3))
 
 
 def test_train_counts_rollouts_among_augmented_records(tiny_student, tiny_corpus, tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from udrl.tasks import TASK_NAMES, TASKS, clean_output, get_task
+from udrl.tasks import TASK_NAMES, TASKS, clean_output, echoes_example, get_task
 
 
 @pytest.mark.parametrize(("task", "raw", "expected", "flags"), [
@@ -37,3 +37,18 @@ def test_every_task_has_instruction_and_examples():
 def test_unknown_task_names_choices():
     with pytest.raises(ValueError, match="image_prompt"):
         get_task("poem")
+
+
+def test_echoes_of_the_few_shot_examples_are_not_learned():
+    from udrl.train import usable
+
+    leak = {"task": "search_queries", "intent": "mobile avocado sale",
+            "output": "avocado sale banner; new cafe announcement", "flags": []}
+    assert echoes_example(leak["task"], leak["intent"], leak["output"]) and not usable(leak)
+    # the intent calls for the phrase: not an echo
+    assert not echoes_example("search_queries", "cafe opening", "cafe opening flyer; new cafe announcement")
+    assert echoes_example("image_prompt", "milk shake", "A milk shake in the pine mountains at sunrise")
+    # a phrase with one content word is plain English, even where an example has it ("on a wooden porch")
+    clean = {**leak, "task": "image_prompt", "intent": "milk shake", "output": "A milk shake on a wooden table"}
+    assert not echoes_example(clean["task"], clean["intent"], clean["output"]) and usable(clean)
+    assert not usable({**clean, "flags": ["refusal"]})

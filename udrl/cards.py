@@ -18,7 +18,7 @@ from udrl.config import LENGTH_GRID, DatacardConfig
 from udrl.corpus import load_corpus, shard_records, shards
 from udrl.evaluate import format_difference
 from udrl.student.sampling import LengthCalibration
-from udrl.tasks import TASK_NAMES
+from udrl.tasks import TASK_NAMES, echoes_example
 from udrl.teacher import PROXY_PARAMETERS
 
 
@@ -228,6 +228,7 @@ def corpus_stats(directory: str | Path) -> dict:
         "min_samples_per_pair": min(pairs.values()) if pairs else 0,
         "pairs": len(pairs),
         "flags": dict(Counter(f for r in records for f in r.get("flags", []))),
+        "echoes": dict(Counter(r["task"] for r in records if echoes_example(r["task"], r["intent"], r["output"]))),
         "teacher_speed": {name: {"samples": len(lat), "median_latency_ms": statistics.median(lat),
                                  "samples_per_s": 1000 / statistics.mean(lat)} for name, lat in backends.items()},
         "rewards": rewards,
@@ -301,7 +302,9 @@ def write_data_card(directory: str | Path, out: str | Path, figures: str | Path 
     lines += ["", "Records per folder (`template`: the template intents of `data/intents`; `wordnet`: the "
                   "open-vocabulary intents of `data/intents/open`):", "", "| folder | records |", "|---|---|"]
     lines += [f"| {folder} | {n} |" for folder, n in stats["folders"].items()]
-    lines += ["", f"Flags: {stats['flags'] or 'none'}", "", "## Teacher speed (this machine, 2 CPU cores)", "",
+    lines += ["", f"Flags: {stats['flags'] or 'none'}", "",
+              f"Echoes of the few-shot examples, left out of training (`udrl.tasks.echoes_example`): "
+              f"{stats['echoes'] or 'none'}", "", "## Teacher speed (this machine, 2 CPU cores)", "",
               "Latency is per sample, measured while two generation processes shared the two cores "
               "(one thread each).", "",
               "| backend / model | samples | samples/s per process | median latency (ms) |", "|---|---|---|---|"]

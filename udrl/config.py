@@ -192,6 +192,10 @@ class RolloutsConfig:
     block: int = _arg(64, "intents decoded together under one (relevance, length) command")
     word_guard: bool = _arg(False, "decode with the word guard: the round teaches the model the guard's common "
                                    "words (its outputs are still filtered and relabelled)")
+    temperature: float | None = _arg(None, "sampling temperature (default: the checkpoint's tuned value per task); "
+                                           "higher gives the round more varied outputs")
+    phrase_cap: int = _arg(0, "keep at most this many outputs per task that share a 4-word phrase without an "
+                              "intent word, so the round does not teach stock phrases (0: no cap)")
     out: str = _arg("runs/rollouts", "folder for the relabelled rollouts (pass it to train --augmented)")
     seed: int = _arg(0, "random seed (commands and sampling)")
 
@@ -199,8 +203,10 @@ class RolloutsConfig:
         task_list(self.tasks)
         if self.samples < 1 or self.block < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("samples, block and limit must be at least 1")
-        if self.skip < 0:
-            raise ValueError("skip must be at least 0")
+        if self.skip < 0 or self.phrase_cap < 0:
+            raise ValueError("skip and phrase_cap must be at least 0")
+        if self.temperature is not None and self.temperature <= 0:
+            raise ValueError("temperature must be above 0")
 
 
 @dataclass

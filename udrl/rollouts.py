@@ -1,13 +1,16 @@
 """Student rollouts on intents it was not trained on, relabelled by the rewards: ``python -m udrl rollouts``.
 
 One round of iterated UDRL: the student writes outputs for new intents under commands spread over each
-task's range, and the rewards relabel every output with what it achieved (hindsight), so an output that
-missed its command still teaches what the command it met means. Only outputs that keep every subject word
-of the intent and hold no word outside the English word lists and the intent are kept: a round teaches the
-student to carry a new subject into clean English, not its inventions or its stock scenery. With
-``--word-guard`` the student decodes under the word guard, so far more outputs pass and the round teaches the
-model alone what the guard enforced (expert iteration). The records (``source: "student"``) join the next training run
-through ``train --augmented``. Intents of the held-out test files are never rolled out.
+task's range (relevance over the range it was trained on, length over the lengths the teacher writes), and
+the rewards relabel every output with what it achieved (hindsight), so an output that missed its command
+still teaches what the command it met means. Only outputs that keep every subject word of the intent and
+hold no word outside the English word lists and the intent are kept: a round teaches the student to carry a
+new subject into clean English, not its inventions. With ``--word-guard`` the student decodes under the
+word guard, so far more outputs pass and the round teaches the model alone what the guard enforced (expert
+iteration). With ``--phrase-cap`` a 4-word phrase without an intent word may recur in only so many kept
+outputs of a task, so a round does not teach the student its own stock phrases ("found a new cafe
+announcement", "bright pink and white") and narrow its range. The records (``source: "student"``) join the
+next training run through ``train --augmented``. Intents of the held-out test files are never rolled out.
 """
 
 from __future__ import annotations
@@ -17,11 +20,35 @@ from pathlib import Path
 
 import numpy as np
 
-from udrl.config import LENGTH_GRID, RolloutsConfig, task_list
+from udrl.config import RolloutsConfig, task_list
 from udrl.corpus import ShardWriter, read_intents, record_id
 from udrl.feedback import held_out_intents
 
 PREFIX = "rollout"
+PHRASE_WORDS = 4
+
+
+class PhraseCap:
+    """Admits an output only while each of its phrases (``PHRASE_WORDS`` words, none of them an intent word)
+    has been admitted fewer than ``cap`` times; ``cap`` 0 admits everything."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.seen: Counter = Counter()
+
+    def admit(self, intent: str, text: str) -> bool:
+        if not self.cap:
+            return True
+        from udrl.rewards import words
+
+        subject = set(words(intent))
+        tokens = words(text)
+        phrases = {tuple(tokens[i : i + PHRASE_WORDS]) for i in range(len(tokens) - PHRASE_WORDS + 1)}
+        phrases = {p for p in phrases if not subject.intersection(p)}
+        if any(self.seen[p] >= self.cap for p in phrases):
+            return False
+        self.seen.update(phrases)
+        return True
 
 
 def rollouts(cfg: RolloutsConfig) -> dict:
@@ -43,6 +70,7 @@ def rollouts(cfg: RolloutsConfig) -> dict:
     student = load_student(cfg.checkpoint)
     rng = np.random.default_rng(cfg.seed)
     kept, dropped = Counter(), Counter()
+    caps = {task: PhraseCap(cfg.phrase_cap) for task in task_list(cfg.tasks)}
     writer = ShardWriter(out, prefix=PREFIX)
     blocks = [(task, start) for task in task_list(cfg.tasks) for start in range(0, len(intents), cfg.block)]
     try:
@@ -50,16 +78,18 @@ def rollouts(cfg: RolloutsConfig) -> dict:
             block = intents[start : start + cfg.block]
             lo, hi = student.encoding.relevance_range[task]
             relevance = float(rng.uniform(lo, hi))  # one command per block: the student decodes a block at once
-            length = int(rng.choice(LENGTH_GRID))
+            short, long = student.encoding.length_range[task]  # lengths the teacher writes for the task: a
+            length = int(rng.integers(short, long + 1))  # 40-word headline command only teaches rambling
             seed = cfg.seed * 1_000_003 + number
             groups = student.generate(block, task, relevance=relevance, length=length, n=cfg.samples, seed=seed,
-                                      word_guard=cfg.word_guard)
+                                      temperature=cfg.temperature, word_guard=cfg.word_guard)
             flat = [(intent, k, out) for intent, group in zip(block, groups) for k, out in enumerate(group)]
             texts = [o.text for _, _, o in flat]
             flat_intents = [i for i, _, _ in flat]
             non_words = rewards.non_word_rate(flat_intents, texts)
             subjects = rewards.subject_kept(flat_intents, texts)
-            keep = [bool(t.strip()) and nw == 0 and kept_subject for t, nw, kept_subject in zip(texts, non_words, subjects)]
+            keep = [bool(t.strip()) and nw == 0 and kept_subject and caps[task].admit(intent, t)
+                    for intent, t, nw, kept_subject in zip(flat_intents, texts, non_words, subjects)]
             chosen = [(f, text) for f, text, k in zip(flat, texts, keep) if k]
             dropped[task] += len(flat) - len(chosen)
             scores = rewards.score([f[0] for f, _ in chosen], [text for _, text in chosen])

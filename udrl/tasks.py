@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,34 @@ def get_task(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(TASK_NAMES)}") from None
+
+
+ECHO_WORDS = 3  # a copied example phrase of this many words, two of them content words, is an echo
+
+
+@lru_cache(maxsize=None)
+def _example_phrases(task: str) -> frozenset[tuple[str, ...]]:
+    from udrl.intents import FUNCTION_WORDS
+    from udrl.rewards import words
+
+    phrases = set()
+    for _, output in get_task(task).examples:
+        w = words(output)
+        phrases.update(p for p in zip(*(w[i:] for i in range(ECHO_WORDS)))
+                       if sum(x not in FUNCTION_WORDS for x in p) >= 2)
+    return frozenset(phrases)
+
+
+def echoes_example(task: str, intent: str, output: str) -> bool:
+    """Whether ``output`` copies a phrase of the task's few-shot examples that its intent does not call for
+    (the teacher's "new cafe announcement" for an avocado sale, "mountains at sunrise" for a milk shake):
+    a leak of the prompt, which a student would learn as a stock phrase."""
+    from udrl.rewards import words
+
+    subject = set(words(intent))
+    w = words(output)
+    return any(p in _example_phrases(task) and not subject.intersection(p)
+               for p in zip(*(w[i:] for i in range(ECHO_WORDS))))
 
 
 def _strip_wrapping(text: str) -> str:

@@ -26,13 +26,16 @@ from udrl import invocation
 from udrl.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, TrainConfig
 from udrl.student.encoding import ENCODING_FILE, EOS, PAD, CommandEncoding, prompt_text, training_text
 from udrl.corpus import load_corpus
+from udrl.tasks import echoes_example
 from udrl.student.decoding import guided_scores
 from udrl.student.sampling import Sampling, load_sampling, save_sampling
 
 
 def usable(record: dict) -> bool:
-    """Records the student learns from: every reward level, but no refusals or empty answers."""
-    return not ({"refusal", "empty"} & set(record.get("flags", [])))
+    """Records the student learns from: every reward level, but no refusals, empty answers or echoes of the
+    teacher's few-shot examples (:func:`udrl.tasks.echoes_example`)."""
+    return not ({"refusal", "empty"} & set(record.get("flags", []))
+                or echoes_example(record["task"], record["intent"], record["output"]))
 
 
 def build_tokenizer(texts: list[str], encoding: CommandEncoding, vocab_size: int):
