@@ -278,7 +278,7 @@ def test_browser_rates_with_the_keyboard_and_sees_the_reveal(server):
         page.get_by_role("tab", name="Annotate").click()
         page.locator("#next-item").wait_for(timeout=60_000)
         page.keyboard.press("n")  # no name yet: a warning, and the page stays as it was
-        page.get_by_text("Enter your annotator name first.").wait_for(timeout=30_000)
+        page.get_by_text("Enter your annotator name first.").wait_for(timeout=60_000)
         assert page.locator(".error").count() == 0 and page.get_by_text("Error", exact=True).count() == 0
         assert page.locator("#output-a textarea").input_value() == ""
         page.locator("#annotator input, #annotator textarea").first.fill("keyboard")

@@ -180,8 +180,8 @@ def test_429_and_500_are_retried_then_the_server_is_dropped(servers, fake, tmp_p
     p = plan(3)
     assert generate_corpus(teacher, p, tmp_path, score=False, progress=False) == len(expected_ids(p))
     assert set(corpus_ids(tmp_path)) == expected_ids(p)
-    for server in teacher.pool.servers[:2]:
-        assert server.done == 0 and server.failures == 2 and "in a row" in server.dropped
+    for server in teacher.pool.servers[:2]:  # a request already in flight when it leaves may fail too
+        assert server.done == 0 and server.failures >= 2 and server.dropped.startswith("2 failures in a row")
     assert teacher.pool.retried >= 4 and teacher.pool.servers[2].done == len(expected_ids(p))
     summary = "\n".join(teacher.pool.summary())
     assert "1 of 3 in rotation" in summary and "HTTP 429" in summary and "HTTP 500" in summary
