@@ -78,8 +78,9 @@ def rollouts(cfg: RolloutsConfig) -> dict:
             block = intents[start : start + cfg.block]
             lo, hi = student.encoding.relevance_range[task]
             relevance = float(rng.uniform(lo, hi))  # one command per block: the student decodes a block at once
-            short, long = student.encoding.length_range[task]  # lengths the teacher writes for the task: a
-            length = int(rng.integers(short, long + 1))  # 40-word headline command only teaches rambling
+            # lengths the teacher writes for the task: a 40-word headline command only teaches rambling
+            short, long = student.encoding.length_range[task]
+            length = int(rng.integers(short, long + 1))
             seed = cfg.seed * 1_000_003 + number
             groups = student.generate(block, task, relevance=relevance, length=length, n=cfg.samples, seed=seed,
                                       temperature=cfg.temperature, word_guard=cfg.word_guard)
