@@ -24,6 +24,18 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def word_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    """The runs of ``n`` consecutive words of ``text``, in order."""
+    w = words(text)
+    return [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
+
+
+def phrases_beyond(intent: str, text: str, n: int) -> set[tuple[str, ...]]:
+    """The ``n``-word phrases of ``text`` that hold no word of ``intent``: what an output adds to its subject."""
+    subject = set(words(intent))
+    return {p for p in word_ngrams(text, n) if subject.isdisjoint(p)}
+
+
 def length(outputs: Sequence[str]) -> list[int]:
     """Length of each output in whitespace-separated words."""
     return [len(o.split()) for o in outputs]
@@ -44,7 +56,7 @@ def novelty(intents: Sequence[str], outputs: Sequence[str]) -> list[float]:
 
 def diversity(outputs: Sequence[str]) -> float:
     """Distinct-2 over a group of outputs: unique word bigrams / all bigrams (1.0 = no repetition)."""
-    bigrams = [tuple(ws[i : i + 2]) for o in outputs for ws in [words(o)] for i in range(len(ws) - 1)]
+    bigrams = [g for o in outputs for g in word_ngrams(o, 2)]
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 

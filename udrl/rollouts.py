@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from udrl import rewards
 from udrl.config import RolloutsConfig, task_list
 from udrl.corpus import ShardWriter, read_intents, record_id
 from udrl.feedback import held_out_intents
@@ -39,12 +40,7 @@ class PhraseCap:
     def admit(self, intent: str, text: str) -> bool:
         if not self.cap:
             return True
-        from udrl.rewards import words
-
-        subject = set(words(intent))
-        tokens = words(text)
-        phrases = {tuple(tokens[i : i + PHRASE_WORDS]) for i in range(len(tokens) - PHRASE_WORDS + 1)}
-        phrases = {p for p in phrases if not subject.intersection(p)}
+        phrases = rewards.phrases_beyond(intent, text, PHRASE_WORDS)
         if any(self.seen[p] >= self.cap for p in phrases):
             return False
         self.seen.update(phrases)
@@ -55,7 +51,6 @@ def rollouts(cfg: RolloutsConfig) -> dict:
     """Write relabelled student outputs to ``cfg.out`` (refused if it already holds records); returns counts."""
     from tqdm.auto import tqdm
 
-    from udrl import rewards
     from udrl.student import check_checkpoint, load_student
 
     out = Path(cfg.out)
@@ -70,9 +65,10 @@ def rollouts(cfg: RolloutsConfig) -> dict:
     student = load_student(cfg.checkpoint)
     rng = np.random.default_rng(cfg.seed)
     kept, dropped = Counter(), Counter()
-    caps = {task: PhraseCap(cfg.phrase_cap) for task in task_list(cfg.tasks)}
+    tasks = task_list(cfg.tasks)
+    caps = {task: PhraseCap(cfg.phrase_cap) for task in tasks}
     writer = ShardWriter(out, prefix=PREFIX)
-    blocks = [(task, start) for task in task_list(cfg.tasks) for start in range(0, len(intents), cfg.block)]
+    blocks = [(task, start) for task in tasks for start in range(0, len(intents), cfg.block)]
     try:
         for number, (task, start) in enumerate(tqdm(blocks, desc="rollouts", unit="block")):
             block = intents[start : start + cfg.block]

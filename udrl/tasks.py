@@ -121,26 +121,19 @@ ECHO_WORDS = 3  # a copied example phrase of this many words, two of them conten
 @lru_cache(maxsize=None)
 def _example_phrases(task: str) -> frozenset[tuple[str, ...]]:
     from udrl.intents import FUNCTION_WORDS
-    from udrl.rewards import words
+    from udrl.rewards import word_ngrams
 
-    phrases = set()
-    for _, output in get_task(task).examples:
-        w = words(output)
-        phrases.update(p for p in zip(*(w[i:] for i in range(ECHO_WORDS)))
-                       if sum(x not in FUNCTION_WORDS for x in p) >= 2)
-    return frozenset(phrases)
+    return frozenset(p for _, output in get_task(task).examples for p in word_ngrams(output, ECHO_WORDS)
+                     if sum(w not in FUNCTION_WORDS for w in p) >= 2)
 
 
 def echoes_example(task: str, intent: str, output: str) -> bool:
     """Whether ``output`` copies a phrase of the task's few-shot examples that its intent does not call for
     (the teacher's "new cafe announcement" for an avocado sale, "mountains at sunrise" for a milk shake):
     a leak of the prompt, which a student would learn as a stock phrase."""
-    from udrl.rewards import words
+    from udrl.rewards import phrases_beyond
 
-    subject = set(words(intent))
-    w = words(output)
-    return any(p in _example_phrases(task) and not subject.intersection(p)
-               for p in zip(*(w[i:] for i in range(ECHO_WORDS))))
+    return not _example_phrases(task).isdisjoint(phrases_beyond(intent, output, ECHO_WORDS))
 
 
 def _strip_wrapping(text: str) -> str:
