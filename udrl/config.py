@@ -196,6 +196,9 @@ class RolloutsConfig:
                                            "higher gives the round more varied outputs")
     phrase_cap: int = _arg(0, "keep at most this many outputs per task that share a 4-word phrase without an "
                               "intent word, so the round does not teach stock phrases (0: no cap)")
+    teacher_rank: int = _arg(0, "keep only the N outputs of each intent and task that the teacher finds "
+                                "likeliest (mean token log-probability, udrl.fluency), among the clean ones; "
+                                "0 keeps every clean output")
     out: str = _arg("runs/rollouts", "folder for the relabelled rollouts (pass it to train --augmented)")
     seed: int = _arg(0, "random seed (commands and sampling)")
 
@@ -203,8 +206,8 @@ class RolloutsConfig:
         task_list(self.tasks)
         if self.samples < 1 or self.block < 1 or (self.limit is not None and self.limit < 1):
             raise ValueError("samples, block and limit must be at least 1")
-        if self.skip < 0 or self.phrase_cap < 0:
-            raise ValueError("skip and phrase_cap must be at least 0")
+        if self.skip < 0 or self.phrase_cap < 0 or self.teacher_rank < 0:
+            raise ValueError("skip, phrase_cap and teacher_rank must be at least 0")
         if self.temperature is not None and self.temperature <= 0:
             raise ValueError("temperature must be above 0")
 

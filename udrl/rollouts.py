@@ -9,7 +9,9 @@ new subject into clean English, not its inventions. With ``--word-guard`` the st
 word guard, so far more outputs pass and the round teaches the model alone what the guard enforced (expert
 iteration). With ``--phrase-cap`` a 4-word phrase without an intent word may recur in only so many kept
 outputs of a task, so a round does not teach the student its own stock phrases ("found a new cafe
-announcement", "bright pink and white") and narrow its range. The records (``source: "student"``) join the
+announcement", "bright pink and white") and narrow its range. With ``--teacher-rank N`` the teacher reads each
+intent's clean outputs and only its N likeliest stay (:mod:`udrl.fluency`): the round teaches the student
+the English of its samples that the teacher would have written, not merely those that pass the word lists. The records (``source: "student"``) join the
 next training run through ``train --augmented``. Intents of the held-out test files are never rolled out.
 """
 
@@ -24,6 +26,7 @@ from udrl import rewards
 from udrl.config import RolloutsConfig, task_list
 from udrl.corpus import ShardWriter, read_intents, record_id
 from udrl.feedback import held_out_intents
+from udrl.fluency import TeacherFluency
 
 PREFIX = "rollout"
 PHRASE_WORDS = 4
@@ -47,6 +50,22 @@ class PhraseCap:
         return True
 
 
+def teacher_ranks(judge: TeacherFluency, task: str, flat: list[tuple], clean: list[bool],
+                  best: int) -> dict[int, float]:
+    """The teacher's score (:class:`udrl.fluency.TeacherFluency`) of the ``best`` likeliest clean outputs of
+    each intent, by their index in ``flat`` (``(intent, sample, output)`` triples, an intent's together)."""
+    chosen: dict[int, float] = {}
+    by_intent: dict[str, list[int]] = {}
+    for j, (intent, _, _) in enumerate(flat):
+        if clean[j]:
+            by_intent.setdefault(intent, []).append(j)
+    for intent, indices in by_intent.items():
+        scores = judge.score(task, intent, [flat[j][2].text for j in indices])
+        ranked = sorted(zip(scores, indices), key=lambda pair: -pair[0])[:best]
+        chosen.update({j: score for score, j in ranked})
+    return chosen
+
+
 def rollouts(cfg: RolloutsConfig) -> dict:
     """Write relabelled student outputs to ``cfg.out`` (refused if it already holds records); returns counts."""
     from tqdm.auto import tqdm
@@ -67,6 +86,7 @@ def rollouts(cfg: RolloutsConfig) -> dict:
     kept, dropped = Counter(), Counter()
     tasks = task_list(cfg.tasks)
     caps = {task: PhraseCap(cfg.phrase_cap) for task in tasks}
+    judge = TeacherFluency() if cfg.teacher_rank else None
     writer = ShardWriter(out, prefix=PREFIX)
     blocks = [(task, start) for task in tasks for start in range(0, len(intents), cfg.block)]
     try:
@@ -85,17 +105,22 @@ def rollouts(cfg: RolloutsConfig) -> dict:
             flat_intents = [i for i, _, _ in flat]
             non_words = rewards.non_word_rate(flat_intents, texts)
             subjects = rewards.subject_kept(flat_intents, texts)
-            keep = [bool(t.strip()) and nw == 0 and kept_subject and caps[task].admit(intent, t)
-                    for intent, t, nw, kept_subject in zip(flat_intents, texts, non_words, subjects)]
-            chosen = [(f, text) for f, text, k in zip(flat, texts, keep) if k]
+            clean = [bool(t.strip()) and nw == 0 and kept_subject
+                     for t, nw, kept_subject in zip(texts, non_words, subjects)]
+            fluency = teacher_ranks(judge, task, flat, clean, cfg.teacher_rank) if judge else {}
+            keep = [ok and (not judge or j in fluency) and caps[task].admit(intent, t)
+                    for j, (intent, t, ok) in enumerate(zip(flat_intents, texts, clean))]
+            chosen = [(j, f, text) for j, (f, text, k) in enumerate(zip(flat, texts, keep)) if k]
             dropped[task] += len(flat) - len(chosen)
-            scores = rewards.score([f[0] for f, _ in chosen], [text for _, text in chosen])
-            for ((intent, k, o), text), score in zip(chosen, scores):
+            scores = rewards.score([f[0] for _, f, _ in chosen], [text for _, _, text in chosen])
+            for (j, (intent, k, o), text), score in zip(chosen, scores):
+                extra = {"teacher_logprob": round(fluency[j], 4)} if j in fluency else {}
                 writer.write({
                     "id": f"{record_id(intent, task, k)}-{PREFIX}{cfg.seed}", "intent": intent, "task": task,
                     "output": text, "split": "train", "teacher": {"backend": "student", "model": student.version},
                     "decoding": {**o.sampling, **{c: v for c, v in o.command.items() if c != "task"}},
                     "seed": seed, "rewards": score, "latency_ms": round(o.latency_ms, 2), "source": "student",
+                    **extra,
                 })
                 kept[task] += 1
     finally:
