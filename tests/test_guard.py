@@ -77,3 +77,31 @@ def test_guarded_student_writes_only_real_words_and_stays_deterministic(tiny_stu
         assert all(is_common(w) or w in words(intent) for w in whole)
         assert not last or is_common(last) or starts_word(last, frozenset(words(intent)))
     assert sum(rewards.non_word_rate(flat, texts)) < sum(rewards.non_word_rate(flat, [o.text for g in free for o in g]))
+
+
+def test_the_guard_carries_a_begun_subject_word_through_once():
+    from udrl.student.guard import CARRY_BIAS
+
+    pieces = ["", " l", "lam", "av", "a", " New", "ark", " city"]
+    guard = WordGuard(pieces, eos_id=0, intents=["a llama in Newark", "jazz night"])
+    rows, alive = torch.tensor([0, 1]), torch.tensor([True, True])
+
+    def bias():
+        return guard.steer(torch.zeros(2, len(pieces)), rows, alive)
+
+    assert not bias().any()  # no word begun yet
+    for row in (0, 1):  # " l" in both rows
+        guard.advance(row, 1)
+    boosted = bias()
+    assert boosted[0].tolist() == [0, 0, CARRY_BIAS, 0, 0, 0, 0, 0]  # "lam" goes on spelling "llama", "av" not
+    assert not boosted[1].any()  # "jazz night" names no word beginning with "l"
+    guard.advance(0, 2)
+    assert bias()[0, 4] == CARRY_BIAS  # "llam" + "a"
+    for token in (4, 7, 5):  # "llama city New": "llama" is written
+        guard.advance(0, token)
+    assert bias()[0, 6] == CARRY_BIAS  # "New" + "ark" spells the intent's "Newark"
+    guard.advance(0, 6)
+    guard.advance(0, 1)
+    assert not bias()[0].any()  # " l" again after "llama" was written: no push to write it twice
+    part = guard.slice(1, 2)
+    assert part.carry == guard.carry[1:] and part.written == guard.written[1:]

@@ -199,6 +199,8 @@ class FastGPT2:
             scores = (guided_scores(hidden, guidance_scale) if guided else hidden) @ self.lm_head.T
             if seen is not None:
                 scores = penalize_repeats(scores, seen, repetition_penalty)
+            if guard is not None:
+                scores = guard.steer(scores, rows, alive)
             token = _sample(scores, temperature, top_p, generator)
             if guard is not None:
                 token = guard.enforce(scores, token, rows, alive, lambda s: _sample(s, temperature, top_p, generator),
