@@ -98,6 +98,9 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     assert s["sampling"]["guidance_scale"] == 2.0 and unguided["sampling"]["guidance_scale"] == 1.0
     assert unguided["prompts"] == 4 and unguided["tokens_per_s"] > 0 and unguided["batch_tokens_per_s"] > 0
     assert "student, unguided (guidance 1) at batch 8" in format_table(result)
+    guarded = result["student_guarded"]  # as the app decodes by default
+    assert guarded["word_guard"] and not s["word_guard"] and guarded["prompts"] == 4 and guarded["batches"] == 2
+    assert result["guarded_speedup_vs_llamacpp"] > 0 and "student, word guard" in format_table(result)
     assert result["cpu"] and format_table(result).startswith(f"{result['cpu']}, {os.cpu_count()} cores")
     assert result["teacher_llamacpp"]["parameters"] > 100_000_000
     assert result["speedup_vs_llamacpp"] > 0
@@ -107,6 +110,7 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     card = write_model_card(checkpoint).read_text()  # this bench left the transformers teacher out
     assert f"## Speed ({os.cpu_count()} CPU cores, {result['cpu']})" in card
     assert f"speed-up over the teacher: {result['speedup_vs_llamacpp']:.1f}x (llama.cpp)\n" in card
+    assert f"speed-up over the teacher: {result['guarded_speedup_vs_llamacpp']:.1f}x (llama.cpp)" in card
 
 
 def test_bench_reports_a_worker_that_cannot_start(tiny_student, tmp_path):

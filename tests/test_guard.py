@@ -105,3 +105,27 @@ def test_the_guard_carries_a_begun_subject_word_through_once():
     assert not bias()[0].any()  # " l" again after "llama" was written: no push to write it twice
     part = guard.slice(1, 2)
     assert part.carry == guard.carry[1:] and part.written == guard.written[1:]
+
+
+def test_one_guarded_prompt_decodes_on_the_gguf_path_in_real_words(tiny_student):
+    import re
+
+    from udrl.lexicon import is_common
+    from udrl.student import load_student
+
+    student = load_student(tiny_student)
+    assert student.single is not None  # the checkpoint's GGUF: a single prompt is decoded by llama.cpp
+    calls = []
+    original = student.single.generate
+
+    def spy(*args, **kwargs):
+        calls.append("guard" in kwargs)
+        return original(*args, **kwargs)
+
+    student.single.generate = spy
+    intent = "a llama wearing sunglasses"
+    for seed in range(4):
+        [[out]] = student.generate([intent], "image_prompt", seed=seed, max_new_tokens=24, word_guard=True)
+        *whole, last = re.split("[^a-z]+", out.text.lower())  # words as the guard reads them
+        assert all(not w or is_common(w) or w in intent.split() for w in whole), out.text
+    assert calls == [True] * 4

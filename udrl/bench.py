@@ -4,7 +4,8 @@ Each model runs in its own process, so its peak RSS is its own, and the models t
 prompts. Latency is end to end (tokenize, generate, decode) for one prompt at a time; batch throughput is
 the student's at batch 32, one batch in each round of turns. The student samples with its checkpoint's
 settings for the task; when those include command guidance (two forward rows per output), it is measured a
-second time without guidance (``student_unguided``), taking turns with the others.
+second time without guidance (``student_unguided``), and once more with the word guard (``student_guarded``,
+as the app decodes by default), all taking turns with the others.
 """
 
 from __future__ import annotations
@@ -53,10 +54,11 @@ def _peak_rss_mb() -> float:
 class _StudentRunner:
     """The student in a worker process: one prompt at a time, or a batch."""
 
-    def __init__(self, checkpoint: str, task: str, length: int | None, guidance_scale: float | None = None):
+    def __init__(self, checkpoint: str, task: str, length: int | None, guidance_scale: float | None = None,
+                 word_guard: bool = False):
         from udrl.student import load_student
 
-        self.student, self.task, self.length = load_student(checkpoint), task, length
+        self.student, self.task, self.length = load_student(checkpoint).with_word_guard(word_guard), task, length
         self.parameters = self.student.parameters
         self.guidance_scale = guidance_scale  # None: the checkpoint's setting
         self.sampling = asdict(self.student.sampling_for(task).replace(guidance_scale=guidance_scale))
@@ -72,7 +74,7 @@ class _StudentRunner:
         return sum(o[0].tokens for o in outs)
 
     def describe(self) -> dict:
-        return {"parameters": self.parameters, "sampling": self.sampling}
+        return {"parameters": self.parameters, "sampling": self.sampling, "word_guard": self.student.word_guard}
 
 
 class _TeacherRunner:
@@ -196,6 +198,7 @@ def run_bench(checkpoint: str, intents_file: str, task: str = BenchConfig.task, 
         students = {"student": _Worker(_StudentRunner, checkpoint, task, length)}
         if load_sampling(checkpoint).get(task, Sampling()).guidance_scale != 1.0:
             students["student_unguided"] = _Worker(_StudentRunner, checkpoint, task, length, 1.0)
+        students["student_guarded"] = _Worker(_StudentRunner, checkpoint, task, length, None, True)
         workers = {**students, **workers}
         batch = (intents * (batch_size // len(intents) + 1))[:batch_size]
         for name, worker in workers.items():
@@ -222,17 +225,18 @@ def run_bench(checkpoint: str, intents_file: str, task: str = BenchConfig.task, 
                              "threads": int(os.environ.get("UDRL_THREADS", 2)),
                              "batch_prompts_per_s": round(batch_size * len(timings) / elapsed, 1),
                              "batch_tokens_per_s": round(sum(n for _, n in timings) / elapsed, 1)})
-    s = result["student"]
     for backend in teachers:
         key = backend.replace(".", "")
-        result[f"speedup_vs_{key}"] = round(result[f"teacher_{key}"]["p50_ms"] / s["p50_ms"], 1)
+        result[f"speedup_vs_{key}"] = round(result[f"teacher_{key}"]["p50_ms"] / result["student"]["p50_ms"], 1)
+        result[f"guarded_speedup_vs_{key}"] = round(result[f"teacher_{key}"]["p50_ms"]
+                                                    / result["student_guarded"]["p50_ms"], 1)
     return result
 
 
 def format_table(result: dict) -> str:
     rows = [("model", "params", "p50 ms", "p95 ms", "tokens/s", "words/out", "peak RSS MB")]
     for key, label in (("student", "student"), ("student_unguided", "student, unguided"),
-                       ("teacher_llamacpp", "teacher llama.cpp"),
+                       ("student_guarded", "student, word guard"), ("teacher_llamacpp", "teacher llama.cpp"),
                        ("teacher_transformers", "teacher transformers")):
         if key in result:
             m = result[key]
@@ -242,7 +246,7 @@ def format_table(result: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"{result.get('cpu', 'CPU')}, {result.get('cpu_count', '?')} cores"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    for key in ("student", "student_unguided"):
+    for key in ("student", "student_unguided", "student_guarded"):
         if key in result:
             s = result[key]
             lines.append(f"{key.replace('_', ', ')} (guidance {s['sampling']['guidance_scale']:g}) at batch "
@@ -250,4 +254,6 @@ def format_table(result: dict) -> str:
                          "tokens/s")
     lines += [f"p50 speed-up vs {k[len('speedup_vs_'):]}: {v}x" for k, v in result.items()
               if k.startswith("speedup_vs_")]
+    lines += [f"p50 speed-up of the guarded student vs {k[len('guarded_speedup_vs_'):]}: {v}x"
+              for k, v in result.items() if k.startswith("guarded_speedup_vs_")]
     return "\n".join(lines)

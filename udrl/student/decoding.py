@@ -199,12 +199,8 @@ class FastGPT2:
             scores = (guided_scores(hidden, guidance_scale) if guided else hidden) @ self.lm_head.T
             if seen is not None:
                 scores = penalize_repeats(scores, seen, repetition_penalty)
-            if guard is not None:
-                scores = guard.steer(scores, rows, alive)
-            token = _sample(scores, temperature, top_p, generator)
-            if guard is not None:
-                token = guard.enforce(scores, token, rows, alive, lambda s: _sample(s, temperature, top_p, generator),
-                                      last=step == max_new_tokens - 1)
+            token = _draw_guarded(scores, temperature, top_p, generator, guard, rows, alive,
+                                  last=step == max_new_tokens - 1)
             if seen is not None:
                 seen.scatter_(1, token[:, None], True)
             out[rows[alive], step] = token[alive]
@@ -313,6 +309,17 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator) -
 REJECTION_ROUNDS = 8
 
 
+def _draw_guarded(scores: torch.Tensor, temperature: float, top_p: float, generator, guard: WordGuard | None,
+                  rows: torch.Tensor, alive: torch.Tensor, last: bool) -> torch.Tensor:
+    """One token per row; under ``guard`` a begun subject word is carried on and a token that would leave
+    real words is redrawn (``rows``, ``alive`` and ``last`` as in :meth:`WordGuard.enforce`)."""
+    if guard is None:
+        return _sample(scores, temperature, top_p, generator)
+    scores = guard.steer(scores, rows, alive)
+    token = _sample(scores, temperature, top_p, generator)
+    return guard.enforce(scores, token, rows, alive, lambda s: _sample(s, temperature, top_p, generator), last=last)
+
+
 def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """[B, K] probability mass of the tokens more likely than each of ``tokens`` [B, K]: the nucleus
     (transformers' rule) keeps a token when this is below ``top_p``."""
@@ -413,22 +420,25 @@ class LlamaCppGPT2:
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  references: list[list[int]] | None = None, guidance_scale: float = 1.0,
-                 repetition_penalty: float = 1.0) -> list[list[int]]:
+                 repetition_penalty: float = 1.0, guard: WordGuard | None = None) -> list[list[int]]:
         """Same contract as :meth:`FastGPT2.generate`; prompts are decoded one after the other."""
         guided = _check_guidance(prompts, references, guidance_scale)
         results = []
+        live = torch.ones(1, dtype=torch.bool)
         for k, prompt in enumerate(prompts):
             sequences = [prompt, references[k]] if guided else [prompt]
             budget = max(0, min(max_new_tokens, self.n_ctx - len(prompt)))
             self.prefill(sequences)
             out: list[int] = []
             seen = torch.zeros(1, self.n_vocab, dtype=torch.bool) if repetition_penalty != 1.0 else None
-            for _ in range(budget):
+            row = torch.tensor([k])  # this prompt's row of the guard
+            for step in range(budget):
                 logits = self.last_logits(len(sequences))
                 scores = guided_scores(logits, guidance_scale) if guided else logits
                 if seen is not None:
                     scores = penalize_repeats(scores, seen, repetition_penalty)
-                token = int(_sample(scores, temperature, top_p, generator))
+                token = int(_draw_guarded(scores, temperature, top_p, generator, guard, row, live,
+                                          last=step == budget - 1))
                 if seen is not None:
                     seen[0, token] = True
                 if token == eos_id:

@@ -121,8 +121,8 @@ class Student:
         ``length`` in words (clamped to 5..60; default: the teacher's median for the task; sent as the
         token :meth:`length_command` picks for it). Sampling settings left at ``None`` take the
         checkpoint's values for the task (:meth:`sampling_for`). ``word_guard`` redraws tokens that would
-        leave real words (:mod:`udrl.student.guard`; batched decoding only; default: off, or on for a
-        student from :meth:`with_word_guard`).
+        leave real words and carries a begun subject word through (:mod:`udrl.student.guard`; default: off,
+        or on for a student from :meth:`with_word_guard`).
         """
         word_guard = self.word_guard if word_guard is None else word_guard
         enc = self.encoding
@@ -143,7 +143,7 @@ class Student:
             from udrl.student.guard import WordGuard
 
             guard["guard"] = WordGuard.for_rows(self.tokenizer, self.eos_id, [i for i in intents for _ in range(n)])
-        decoder = self.single if self.single is not None and len(prompts) == 1 and not guard else self.fast
+        decoder = self.single if self.single is not None and len(prompts) == 1 else self.fast
         token_lists = decoder.generate(prompts, max_new_tokens, self.eos_id, self.pad_id,
                                        temperature=sampling.temperature, top_p=sampling.top_p,
                                        generator=generator, references=references,
