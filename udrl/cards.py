@@ -66,6 +66,14 @@ def _tune_commands(sampling: dict) -> list[str]:
     return [f"Command: `{sampling.get('command', 'python -m udrl tune')}`"]
 
 
+def _speedups(bench: dict, prefix: str) -> str:
+    """"8.8x (llama.cpp), 114.6x (transformers)" from a bench's ``prefix``-named ratios (a bench may leave a
+    teacher backend out)."""
+    return ", ".join(f"{bench[prefix + key]:.1f}x ({name})"
+                     for key, name in (("llamacpp", "llama.cpp"), ("transformers", "transformers"))
+                     if prefix + key in bench)
+
+
 def write_model_card(directory: str | Path) -> Path:
     """(Re)write ``README.md`` of a checkpoint from its JSON records."""
     d = Path(directory)
@@ -186,18 +194,13 @@ def write_model_card(directory: str | Path) -> Path:
                      f"{bench['student_unguided']['tokens_per_s']:.0f} tokens/s single-stream, "
                      f"{bench['student_unguided']['batch_tokens_per_s']:.0f} at batch 32)"
                      if "student_unguided" in bench else "")]
-        speedups = [f"{bench[key]:.1f}x ({name})" for key, name in (("speedup_vs_llamacpp", "llama.cpp"),
-                                                                     ("speedup_vs_transformers", "transformers"))
-                    if key in bench]  # a bench may leave a teacher backend out
-        lines += [f"- speed-up over the teacher: {', '.join(speedups)}"] if speedups else []
+        plain = _speedups(bench, "speedup_vs_")
+        lines += [f"- speed-up over the teacher: {plain}"] if plain else []
         if "student_guarded" in bench:  # an older bench.json has no guarded run
             guarded = bench["student_guarded"]
-            faster = [f"{bench[key]:.1f}x ({name})" for key, name in (("guarded_speedup_vs_llamacpp", "llama.cpp"),
-                                                                       ("guarded_speedup_vs_transformers",
-                                                                        "transformers")) if key in bench]
             lines += [f"- with the word guard (the app's default): p50 {guarded['p50_ms']:.1f} ms, "
                       f"{guarded['batch_tokens_per_s']:.0f} tokens/s at batch 32; speed-up over the teacher: "
-                      f"{', '.join(faster)}"]
+                      f"{_speedups(bench, 'guarded_speedup_vs_')}"]
     path = d / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

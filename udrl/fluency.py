@@ -9,13 +9,10 @@ so the teacher can rank many student samples.
 
 from __future__ import annotations
 
-import atexit
-import os
 from pathlib import Path
 
-from udrl.llamacpp import safe_model_params
 from udrl.tasks import get_task
-from udrl.teacher import TeacherUnavailable, proxy_gguf_path
+from udrl.teacher import TeacherUnavailable, open_gguf
 
 END_OF_TURN = "<|im_end|>"  # SmolLM2's ChatML end of turn: the teacher's stop after an answer
 
@@ -25,17 +22,9 @@ class TeacherFluency:
     llama.cpp; the prompt is the one the teacher writes from (:meth:`udrl.tasks.Task.messages`)."""
 
     def __init__(self, model_path: str | Path | None = None, n_threads: int | None = None, n_ctx: int = 1024):
-        try:
-            from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        except ImportError as err:
-            raise TeacherUnavailable("llama-cpp-python is missing: pip install llama-cpp-python") from err
-        path = Path(model_path) if model_path else proxy_gguf_path()
-        threads = n_threads or int(os.environ.get("UDRL_TEACHER_THREADS") or os.cpu_count())
-        with safe_model_params():
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                             n_batch=256, logits_all=True, verbose=False)
-        atexit.register(self.llm.close)
+        self.llm, path = open_gguf(model_path, n_threads, n_ctx, logits_all=True)
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
         template = self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise TeacherUnavailable(f"{path.name} has no chat template to build the teacher's prompt from")
@@ -59,7 +48,6 @@ class TeacherFluency:
             shared = self.llm.longest_token_prefix(self.llm._input_ids.tolist(), tokens) if self.llm.n_tokens else 0
             self.llm.n_tokens = min(shared, len(tokens) - 1)
             self.llm.eval(tokens[self.llm.n_tokens:])
-            logits = torch.from_numpy(self.llm.scores[len(head) - 1 : len(tokens) - 1].copy())
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            logprobs = torch.log_softmax(torch.tensor(self.llm.scores[len(head) - 1 : len(tokens) - 1]), dim=-1)
             scores.append(float(logprobs[torch.arange(len(answer)), torch.tensor(answer)].mean()))
         return scores

@@ -10,9 +10,9 @@ word guard, so far more outputs pass and the round teaches the model alone what 
 iteration). With ``--phrase-cap`` a 4-word phrase without an intent word may recur in only so many kept
 outputs of a task, so a round does not teach the student its own stock phrases ("found a new cafe
 announcement", "bright pink and white") and narrow its range. With ``--teacher-rank N`` the teacher reads each
-intent's clean outputs and only its N likeliest stay (:mod:`udrl.fluency`): the round teaches the student
-the English of its samples that the teacher would have written, not merely those that pass the word lists. The records (``source: "student"``) join the
-next training run through ``train --augmented``. Intents of the held-out test files are never rolled out.
+intent's clean outputs and only its N likeliest stay (:mod:`udrl.fluency`): the round teaches the student the
+English of its samples that the teacher would have written, not merely those that pass the word lists. The
+records (``source: "student"``) join the next training run through ``train --augmented``. Intents of the held-out test files are never rolled out.
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ def rollouts(cfg: RolloutsConfig) -> dict:
             clean = [bool(t.strip()) and nw == 0 and kept_subject
                      for t, nw, kept_subject in zip(texts, non_words, subjects)]
             fluency = teacher_ranks(judge, task, flat, clean, cfg.teacher_rank) if judge else {}
-            keep = [ok and (not judge or j in fluency) and caps[task].admit(intent, t)
-                    for j, (intent, t, ok) in enumerate(zip(flat_intents, texts, clean))]
+            if judge:  # only the teacher's likeliest clean outputs of each intent stay
+                clean = [j in fluency for j in range(len(flat))]
+            keep = [ok and caps[task].admit(intent, t) for intent, t, ok in zip(flat_intents, texts, clean)]
             chosen = [(j, f, text) for j, (f, text, k) in enumerate(zip(flat, texts, keep)) if k]
             dropped[task] += len(flat) - len(chosen)
             scores = rewards.score([f[0] for _, f, _ in chosen], [text for _, _, text in chosen])

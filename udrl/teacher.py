@@ -144,6 +144,25 @@ class _ChatCompletionTeacher:
         return [samples[i * n : (i + 1) * n] for i in range(len(intents))]
 
 
+def open_gguf(model_path: str | Path | None = None, n_threads: int | None = None, n_ctx: int = 1024,
+              **options):
+    """A chat GGUF (default: the teacher proxy) opened by llama-cpp-python, closed at exit; ``options`` go to
+    ``llama_cpp.Llama``. Returns the model and its path."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as err:
+        raise TeacherUnavailable("llama-cpp-python is missing: pip install llama-cpp-python") from err
+    path = Path(model_path) if model_path else proxy_gguf_path()
+    # the prompt's threads too: llama-cpp-python gives prompt processing every core unless told, and on
+    # a busy machine its threads then wait on each other (one headline took 20x as long on 2 loaded cores)
+    threads = n_threads or int(os.environ.get("UDRL_TEACHER_THREADS") or os.cpu_count())
+    with safe_model_params():
+        llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=256,
+                    verbose=False, **options)
+    atexit.register(llm.close)  # freed before interpreter teardown, not in __del__
+    return llm, path
+
+
 class LlamaCppTeacher(_ChatCompletionTeacher):
     """SmolLM2 (or any chat GGUF) through llama-cpp-python; one sequence at a time, prefix-cached."""
 
@@ -152,19 +171,8 @@ class LlamaCppTeacher(_ChatCompletionTeacher):
 
     def __init__(self, model_path: str | Path | None = None, n_threads: int | None = None,
                  n_ctx: int = 1024):
-        try:
-            from llama_cpp import Llama
-        except ImportError as err:
-            raise TeacherUnavailable("llama-cpp-python is missing: pip install llama-cpp-python") from err
-        path = Path(model_path) if model_path else proxy_gguf_path()
+        self.llm, path = open_gguf(model_path, n_threads, n_ctx)
         self.model = path.name
-        # the prompt's threads too: llama-cpp-python gives prompt processing every core unless told, and on
-        # a busy machine its threads then wait on each other (one headline took 20x as long on 2 loaded cores)
-        threads = n_threads or int(os.environ.get("UDRL_TEACHER_THREADS") or os.cpu_count())
-        with safe_model_params():
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                             n_batch=256, verbose=False)
-        atexit.register(self.llm.close)  # freed before interpreter teardown, not in __del__
         self.parameters = PROXY_PARAMETERS if path.name == PROXY_NAME else None
 
     def _complete(self, messages, temperature, top_p, max_tokens, seed, stop):

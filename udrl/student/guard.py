@@ -23,6 +23,7 @@ string operations, and the student's decoders draw before they could filter.
 from __future__ import annotations
 
 import bisect
+import copy
 import re
 from functools import lru_cache
 
@@ -53,22 +54,23 @@ class WordGuard:
     """Per-row word state for one decoding call: ``pieces[t]`` is the text token ``t`` adds (None: never
     allowed)."""
 
-    def __init__(self, pieces: list[str], eos_id: int, intents: list[str]):
+    def __init__(self, pieces: list[str], eos_id: int, intents: list[str],
+                 spellings: dict[str, list[int]] | None = None):
         self.pieces, self.eos_id = pieces, eos_id
         self.own = [frozenset(_BREAK.split(intent.lower())) - {""} for intent in intents]
         self.open = [""] * len(intents)  # the letters of the word each row has begun and not ended
-        spellings = _spellings(pieces)
+        spellings = _spellings(pieces) if spellings is None else spellings
         carries = {intent: _carries(intent, spellings) for intent in set(intents)}
         self.carry = [carries[intent] for intent in intents]  # begun word -> [(subject word, its next tokens)]
         self.written = [set() for _ in intents]  # the words each row has closed
 
     @classmethod
     def for_rows(cls, tokenizer, eos_id: int, intents: list[str]) -> WordGuard:
-        return cls(_pieces(tokenizer), eos_id, intents)
+        return cls(_pieces(tokenizer), eos_id, intents, _tokenizer_spellings(tokenizer))
 
     def slice(self, start: int, stop: int) -> WordGuard:
         """The guard of rows ``start:stop`` (a decoding shard)."""
-        part = WordGuard(self.pieces, self.eos_id, [])
+        part = copy.copy(self)
         part.own, part.open = self.own[start:stop], self.open[start:stop]
         part.carry, part.written = self.carry[start:stop], self.written[start:stop]
         return part
@@ -149,6 +151,11 @@ def _carries(intent: str, spellings: dict[str, list[int]]) -> dict[str, list[tup
             if tokens:
                 carries.setdefault(word[:cut], []).append((word, torch.tensor(tokens)))
     return carries
+
+
+@lru_cache(maxsize=4)
+def _tokenizer_spellings(tokenizer) -> dict[str, list[int]]:
+    return _spellings(_pieces(tokenizer))
 
 
 @lru_cache(maxsize=4)
