@@ -103,7 +103,8 @@ def _sampling_md(req, m: dict) -> str:
     s = m["sampling"]
     source = "the checkpoint's for this task" if req.tuned_sampling else "set by hand"
     return (f"student sampling ({source}): guidance {s['guidance_scale']:g}, temperature {s['temperature']:g}, "
-            f"top-p {s['top_p']:g}, repetition penalty {s['repetition_penalty']:g}"
+            f"top-p {s['top_p']:g}, repetition penalty {s['repetition_penalty']:g}, sibling penalty "
+            f"{s.get('sibling_penalty', 1.0):g}"
             + (", word guard on" if s.get("word_guard") else ""))
 
 

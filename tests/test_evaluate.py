@@ -28,7 +28,7 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
         assert {"relevance_mean", "novelty_mean", "diversity"} | language <= set(m["top"])
         assert 0 <= m["top"]["non_word_rate"] <= 1 and 0 <= m["teacher"]["subject_kept"] <= 1
         assert m["sampling"] == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 1.0,
-                                 "repetition_penalty": 1.0}  # no sampling.json
+                                 "repetition_penalty": 1.0, "sibling_penalty": 1.0}  # no sampling.json
         diff = m["top_vs_teacher"]
         assert diff["n_intents"] == 3 and diff["ci95"][0] <= diff["mean"] <= diff["ci95"][1]
     json.dumps(result, allow_nan=False)  # strict JSON

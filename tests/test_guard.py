@@ -129,3 +129,90 @@ def test_one_guarded_prompt_decodes_on_the_gguf_path_in_real_words(tiny_student)
         *whole, last = re.split("[^a-z]+", out.text.lower())  # words as the guard reads them
         assert all(not w or is_common(w) or w in intent.split() for w in whole), out.text
     assert calls == [True] * 4
+
+
+def test_the_word_rule_allows_every_token_the_guard_allows_and_no_other():
+    from udrl.student.guard import WordRule
+
+    pieces = PIECES + [" llama", "'s", "m", " c", "at", "dog", None]
+    rule = WordRule(pieces, eos_id=0)
+    for intent in ("llama poster", "zzv cat"):
+        guard = WordGuard(pieces, eos_id=0, intents=[intent])
+        states = ["", "ca", "cat", "caxq", "llam", "llama", "zzv", "dog", "c"]
+        mask = rule.allowed(states, guard.own[0])
+        for i, state in enumerate(states):
+            guard.open[0] = state
+            assert mask[i].tolist() == [guard.allows(0, t) for t in range(len(pieces))], (intent, state)
+    assert rule.states([1, 2, 6, 4, 5, 0]) == ["", "ca", "cat", "", "llam", "llama"]
+
+
+def test_the_word_loss_adds_minus_the_log_of_the_mass_on_allowed_tokens():
+    import math
+    from types import SimpleNamespace
+
+    from udrl.train import word_loss
+
+    class Uniform(torch.nn.Module):  # the same score for each of 4 tokens, so that the mass is a count
+        def forward(self, input_ids, attention_mask, labels):
+            return SimpleNamespace(loss=torch.tensor(1.0), logits=torch.zeros(*input_ids.shape, 4))
+
+    batch = {"input_ids": torch.zeros(1, 4, dtype=torch.long), "attention_mask": torch.ones(1, 4),
+             "labels": torch.tensor([[-100, 2, 3, 1]]), "word_positions": torch.tensor([[False, True, True, True]]),
+             "word_allowed": torch.tensor([[True, True, False, False], [True, True, True, True],
+                                           [False, False, False, False]])}
+    # the first position has half the mass allowed (log 2), the second all of it (0): a mean of log 2 / 2;
+    # at the third no token is allowed (a word nothing can make real), and it is left out
+    assert math.isclose(float(word_loss(Uniform(), batch, weight=2.0)), 1.0 + math.log(2), rel_tol=1e-5)
+
+
+def test_training_with_the_word_loss_moves_mass_onto_real_words(tmp_path, tiny_student, tiny_corpus):
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from udrl.corpus import load_corpus
+    from udrl.student.encoding import EOS, PAD, CommandEncoding
+    from udrl.student.guard import WordRule
+    from udrl.train import TrainConfig, _token_loss, collate, encode_records, train, word_loss
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_student)
+    rule = WordRule.for_tokenizer(tokenizer, tokenizer.convert_tokens_to_ids(EOS))
+    examples = encode_records(load_corpus(str(tiny_corpus)), CommandEncoding.load(tiny_student), tokenizer, 128,
+                              rule=rule)
+    batch = collate(tokenizer.convert_tokens_to_ids(PAD), rule)(examples)
+
+    def off_words(checkpoint) -> float:
+        model = GPT2LMHeadModel.from_pretrained(checkpoint).eval()
+        with torch.no_grad():
+            return float(word_loss(model, batch, 1.0) - _token_loss(model, batch))
+
+    trained = {}
+    for weight in (0.0, 10.0):
+        out = tmp_path / f"w{weight}"
+        info = train(TrainConfig(corpus=str(tiny_corpus), out=str(out), state_dir=str(tmp_path / f"state{weight}"),
+                                 init=str(tiny_student), max_steps=10, batch_size=16, lr=3e-3, word_loss=weight,
+                                 progress=False))
+        assert info["config"]["word_loss"] == weight
+        trained[weight] = off_words(out)
+    assert trained[10.0] < 0.9 * trained[0.0]  # measured: 0.71 against 0.87
+
+
+def test_a_sample_of_the_models_own_teaches_through_the_word_loss_alone(tiny_student):
+    from transformers import AutoTokenizer
+
+    from conftest import make_records
+    from udrl.student.encoding import EOS, PAD, CommandEncoding
+    from udrl.student.guard import WordRule
+    from udrl.train import collate, encode_records
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_student)
+    rule = WordRule.for_tokenizer(tokenizer, tokenizer.convert_tokens_to_ids(EOS))
+    record = {**make_records()[0], "output": "lost cat posterqzv in bright colors"}
+    examples = encode_records([record, {**record, "word_only": True}], CommandEncoding.load(tiny_student),
+                              tokenizer, 128, rule=rule)
+    batch = collate(tokenizer.convert_tokens_to_ids(PAD), rule)(examples)
+    assert (batch["labels"][1] == -100).all() and (batch["labels"][0] != -100).sum() > 5  # no token loss on it
+    written = batch["input_ids"][batch["word_positions"]]
+    half = len(written) // 2
+    assert torch.equal(written[:half], written[half:])
+    own = batch["word_allowed"][torch.arange(len(written)), written]
+    assert own[:half].all()  # the corpus's own tokens stay learnable, "posterqzv" included
+    assert not own[half:].all()  # in the model's sample, the pieces of "posterqzv" are taken out

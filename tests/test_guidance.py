@@ -85,7 +85,7 @@ def test_student_guidance_changes_outputs_and_stays_seeded(tiny_student):
     assert texts(guidance_scale=1.0) == texts()  # the tiny checkpoint has no sampling.json: unguided
     out = student.generate(["lost cat"], "headline", relevance=hi, guidance_scale=3.0)[0][0]
     assert out.sampling == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 3.0, "repetition_penalty": 1.0,
-                            "word_guard": False}
+                            "sibling_penalty": 1.0, "word_guard": False}
 
 
 def test_sampling_settings_saved_with_the_checkpoint(tiny_student, tmp_path):

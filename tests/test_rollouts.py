@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from udrl.__main__ import main
 from udrl.corpus import load_corpus
 from udrl.rollouts import PhraseCap
@@ -69,6 +71,14 @@ def test_rollouts_keep_clean_on_subject_english_relabelled(tiny_student, tmp_pat
     report = json.loads(capsys.readouterr().out)
     assert report["kept"] == {task: 1 for task in report["kept"]} and len(report["kept"]) == 3
 
+    # the opposite round: only the outputs with invented words, for the word loss
+    mistakes = args[:-4] + ["--keep", "mistakes", "--out", str(tmp_path / "mistakes"), "--seed", "1"]
+    assert main(mistakes) == 0
+    texts = [r["output"] for r in load_corpus(tmp_path / "mistakes")]
+    assert len(texts) == 4 * 3 and all("posterqx" in t for t in texts)
+    assert main(mistakes[:-4] + ["--word-guard", "--out", str(tmp_path / "guarded"), "--seed", "1"]) == 2
+    assert "without --word-guard" in capsys.readouterr().err
+
 
 def test_phrase_cap_admits_a_stock_phrase_only_so_often():
     stock = "poster in bright pink and white"
@@ -97,4 +107,11 @@ def test_train_counts_rollouts_among_augmented_records(tiny_student, tiny_corpus
                              out=str(tmp_path / "next"), state_dir=str(tmp_path / "state"), epochs=1, batch_size=16,
                              progress=False))
     assert info["rollout_records"] == rolled > 0
+    with_mistakes = train(TrainConfig(corpus=str(tiny_corpus), word_samples=str(out), word_loss=1.0,
+                                      init=str(tiny_student), out=str(tmp_path / "words"),
+                                      state_dir=str(tmp_path / "words-state"), max_steps=2, batch_size=16,
+                                      progress=False))
+    assert with_mistakes["word_sample_records"] == rolled and with_mistakes["rollout_records"] == 0
+    with pytest.raises(ValueError, match="--word-loss"):
+        TrainConfig(word_samples=str(out))
     assert "relabelled by `python -m udrl rollouts`" in (tmp_path / "next" / "README.md").read_text()

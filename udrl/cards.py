@@ -151,9 +151,11 @@ def write_model_card(directory: str | Path) -> Path:
                       "the evaluation does not use:" if "n_intents" in sampling else
                   "Settings per task: the temperature and top-p of the stage before.", "",
                   *_tune_commands(sampling),
-                  "", "| task | guidance scale | temperature | top-p | repetition penalty |", "|---|---|---|---|---|"]
+                  "", "| task | guidance scale | temperature | top-p | repetition penalty | sibling penalty |",
+                  "|---|---|---|---|---|---|"]
         lines += [f"| {t} | {v['guidance_scale']:g} | {v['temperature']:g} | {v['top_p']:g} | "
-                  f"{v.get('repetition_penalty', 1.0):g} |" for t, v in sampling["tasks"].items()]
+                  f"{v.get('repetition_penalty', 1.0):g} | {v.get('sibling_penalty', 1.0):g} |"
+                  for t, v in sampling["tasks"].items()]
         if sampling.get("length_calibration"):
             lines += ["", "Length calibration: a request for n words is sent as the length command that gave n words "
                           "on average in the same tuning run (measured per task at these settings).", "",

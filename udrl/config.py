@@ -176,6 +176,20 @@ class TrainConfig:
     progress: bool = _arg(True, "progress bar")
     distil_guidance: bool = _arg(False, "continue --init (a tuned student) to sample in one pass what its "
                                         "guided sampling draws")
+    word_loss: float = _arg(0.0, "weight of the word loss: minus the log of the probability the model gives the "
+                                 "tokens the word guard allows at each output position, so that the model alone "
+                                 "keeps to real words (0: off)")
+    word_samples: str | None = _arg(None, "folders written by `rollouts --keep mistakes` (comma-separated): the "
+                                           "student's own outputs with invented words, learnt from by the word loss "
+                                           "alone")
+
+    def __post_init__(self):
+        if self.word_loss < 0:
+            raise ValueError("word_loss is a weight: 0 (off) or more")
+        if self.word_samples and not self.word_loss:
+            raise ValueError("word_samples are learnt from by the word loss alone: pass --word-loss too")
+        if self.word_loss and self.distil_guidance:
+            raise ValueError("word_loss applies to the token loss; guidance distillation has its own (pass one)")
 
 
 @dataclass
@@ -199,6 +213,9 @@ class RolloutsConfig:
     teacher_rank: int = _arg(0, "keep only the N outputs of each intent and task that the teacher finds "
                                 "likeliest (mean token log-probability, udrl.fluency), among the clean ones; "
                                 "0 keeps every clean output")
+    keep: str = _arg("clean", "which outputs to keep: clean ones (the subject kept, in real words) for train "
+                              "--augmented, or mistakes (outputs holding a word in no word list, decoded without "
+                              "the guard) for train --word-samples", choices=["clean", "mistakes"])
     out: str = _arg("runs/rollouts", "folder for the relabelled rollouts (pass it to train --augmented)")
     seed: int = _arg(0, "random seed (commands and sampling)")
 
@@ -210,6 +227,9 @@ class RolloutsConfig:
             raise ValueError("skip, phrase_cap and teacher_rank must be at least 0")
         if self.temperature is not None and self.temperature <= 0:
             raise ValueError("temperature must be above 0")
+        if self.keep == "mistakes" and (self.word_guard or self.teacher_rank or self.phrase_cap):
+            raise ValueError("mistakes are the model's own: keep them without --word-guard, --teacher-rank or "
+                             "--phrase-cap")
 
 
 @dataclass
@@ -267,6 +287,8 @@ class TuneConfig:
     top_ps: str = _arg("0.8,0.9,0.95", "grid (a tighter nucleus can take a higher temperature)")
     # a penalty on repeats raises diversity, which a lower temperature can then trade for relevance
     repetition_penalties: str = _arg("1.0,1.3", "grid (1 = none; applied to the tokens the output holds)")
+    sibling_penalties: str = _arg("1.0", "grid (1 = none; applied to tokens that would repeat a token pair another "
+                                         "output of the intent holds)")
     trials: str | None = _arg(None, "where every trial goes (default: the file the checkpoint's sampling.json "
                                     "names, else runs/tune/<checkpoint name>.json)")
     seed: int = _arg(0, "random seed")
@@ -281,7 +303,8 @@ class TuneConfig:
         return {"guidance_scales": float_list(self.guidance_scales, "guidance_scales", 1.0, 5.0),
                 "temperatures": float_list(self.temperatures, "temperatures", 0.0, 2.0),
                 "top_ps": float_list(self.top_ps, "top_ps", 0.05, 1.0),
-                "repetition_penalties": float_list(self.repetition_penalties, "repetition_penalties", 1.0, 3.0)}
+                "repetition_penalties": float_list(self.repetition_penalties, "repetition_penalties", 1.0, 3.0),
+                "sibling_penalties": float_list(self.sibling_penalties, "sibling_penalties", 1.0, 5.0)}
 
 
 @dataclass

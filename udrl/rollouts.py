@@ -12,7 +12,9 @@ outputs of a task, so a round does not teach the student its own stock phrases (
 announcement", "bright pink and white") and narrow its range. With ``--teacher-rank N`` the teacher reads each
 intent's clean outputs and only its N likeliest stay (:mod:`udrl.fluency`): the round teaches the student the
 English of its samples that the teacher would have written, not merely those that pass the word lists. The
-records (``source: "student"``) join the next training run through ``train --augmented``. Intents of the held-out test files are never rolled out.
+records (``source: "student"``) join the next training run through ``train --augmented``. With ``--keep
+mistakes`` the round keeps the opposite: outputs holding an invented word, decoded without the guard, for
+``train --word-samples``, where the word loss learns from the begun words the model got wrong. Intents of the held-out test files are never rolled out.
 """
 
 from __future__ import annotations
@@ -105,8 +107,11 @@ def rollouts(cfg: RolloutsConfig) -> dict:
             flat_intents = [i for i, _, _ in flat]
             non_words = rewards.non_word_rate(flat_intents, texts)
             subjects = rewards.subject_kept(flat_intents, texts)
-            clean = [bool(t.strip()) and nw == 0 and kept_subject
-                     for t, nw, kept_subject in zip(texts, non_words, subjects)]
+            if cfg.keep == "mistakes":  # for the word loss: the begun words where the model goes wrong
+                clean = [nw > 0 for nw in non_words]
+            else:
+                clean = [bool(t.strip()) and nw == 0 and kept_subject
+                         for t, nw, kept_subject in zip(texts, non_words, subjects)]
             fluency = teacher_ranks(judge, task, flat, clean, cfg.teacher_rank) if judge else {}
             if judge:  # only the teacher's likeliest clean outputs of each intent stay
                 clean = [j in fluency for j in range(len(flat))]

@@ -7,6 +7,13 @@ output tokens only. Runs unchanged on a CPU or, with ``accelerate launch``, on s
 ``distil_guidance`` continues a tuned student instead: the loss is the KL divergence from what its guided
 sampling draws to the model's own single pass (guidance distillation, Meng et al., 2023), so the result
 samples close to that way at half the decoding cost.
+
+``word_loss`` adds the word guard's rule (:class:`udrl.student.guard.WordRule`) as a loss: at each output
+position, minus the log of the probability the model gives the tokens the guard would allow there. Sampled
+text shows the model one allowed token a position; this shows it every token the guard would take out, where
+the model's own outputs go wrong (a rare word finished with a piece that spells nothing). ``word_samples``
+adds outputs of the student's own that hold invented words: at their positions the word loss alone applies,
+with the token the model wrote there not allowed, so it learns on the begun words where it goes wrong.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from udrl.student.encoding import ENCODING_FILE, EOS, PAD, CommandEncoding, prom
 from udrl.corpus import load_corpus
 from udrl.tasks import echoes_example
 from udrl.student.decoding import guided_scores
+from udrl.student.guard import WordRule, own_words
 from udrl.student.sampling import Sampling, load_sampling, save_sampling
 
 
@@ -89,15 +97,21 @@ def new_model(cfg: TrainConfig, tokenizer):
 
 
 def encode_records(records: list[dict], encoding: CommandEncoding, tokenizer, max_len: int,
-                   guidance: dict[str, float] | None = None) -> list[dict]:
+                   guidance: dict[str, float] | None = None, rule: WordRule | None = None) -> list[dict]:
     """Token ids and labels (-100 on the command and intent) for each record. With ``guidance`` (task ->
-    scale), also the record under its guidance reference command and the scale that applies to it."""
+    scale), also the record under its guidance reference command and the scale that applies to it. With
+    ``rule``, the begun word before each label and the intent's words, for the word loss."""
     examples = []
     for r in records:
         prompt, completion = training_text(encoding, r)
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        example = {"input_ids": (p + c)[:max_len], "labels": ([-100] * len(p) + c)[:max_len]}
+        word_only = bool(r.get("word_only"))  # a sample of the model's own: the word loss alone learns from it
+        labels = [-100] * len(p) + ([-100] * len(c) if word_only else c)
+        example = {"input_ids": (p + c)[:max_len], "labels": labels[:max_len]}
+        if rule is not None:
+            example |= {"word_states": ([None] * len(p) + rule.states(c))[:max_len],
+                        "intent_words": own_words(r["intent"]), "own_token_allowed": not word_only}
         if guidance is not None:
             reference = encoding.guidance_reference(r["task"], r["rewards"]["relevance"])
             scale = guidance.get(r["task"], 1.0) if reference is not None else 1.0
@@ -109,7 +123,7 @@ def encode_records(records: list[dict], encoding: CommandEncoding, tokenizer, ma
     return examples
 
 
-def collate(pad_id: int):
+def collate(pad_id: int, rule: WordRule | None = None):
     def fn(batch: list[dict]) -> dict[str, torch.Tensor]:
         width = max(len(b["input_ids"]) for b in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -127,9 +141,28 @@ def collate(pad_id: int):
         out = {"input_ids": ids, "labels": labels, "attention_mask": mask}
         if guided:
             out |= {"reference_ids": references, "scale": torch.tensor([b["scale"] for b in batch])}
+        if rule is not None:
+            out["word_positions"], out["word_allowed"] = allowed_tokens(batch, ids, rule)
         return out
 
     return fn
+
+
+def allowed_tokens(batch: list[dict], ids: torch.Tensor, rule: WordRule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output positions of the batch [B, T] and, for each in order, the tokens the word guard allows
+    there [positions, V]. In a corpus record the token written there is allowed as well (the teacher's rare
+    words stay learnable); in a sample of the model's own it is not."""
+    positions = torch.zeros(ids.shape, dtype=torch.bool)
+    masks, own = [], []
+    for i, b in enumerate(batch):
+        states = [s for s in b["word_states"] if s is not None]
+        positions[i, len(b["word_states"]) - len(states) : len(b["word_states"])] = True
+        masks.append(rule.allowed(states, b["intent_words"]))
+        own += [b["own_token_allowed"]] * len(states)
+    allowed = torch.cat(masks)
+    own = torch.tensor(own, dtype=torch.bool)
+    allowed[own.nonzero().squeeze(1), ids[positions][own]] = True
+    return positions, allowed
 
 
 def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
@@ -196,7 +229,22 @@ def guided_kl(model, batch: dict[str, torch.Tensor], guide) -> torch.Tensor:
 
 
 def _token_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(**batch).loss
+    return model(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}).loss
+
+
+def word_loss(model, batch: dict[str, torch.Tensor], weight: float) -> torch.Tensor:
+    """The token loss plus ``weight`` times the mean over output positions of -log P(a token the guard
+    allows); a position after a word no token can make real any more is left out."""
+    labelled = bool((batch["labels"] != -100).any())
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                labels=batch["labels"] if labelled else None)
+    allowed = batch["word_allowed"]
+    live = allowed.any(-1)
+    # the first position holds a command token, never an output: positions[:, 1:] keeps their order
+    scores = out.logits[:, :-1][batch["word_positions"][:, 1:]][live].float()
+    off = scores.logsumexp(-1) - scores.masked_fill(~allowed[live], float("-inf")).logsumexp(-1)
+    token_loss = out.loss if labelled else out.logits.new_zeros(())
+    return token_loss + weight * (off.mean() if len(off) else 0.0)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -222,21 +270,29 @@ def train(cfg: TrainConfig) -> dict:
     # outputs annotators preferred (`python -m udrl feedback`), training split only, like the augmented ones
     feedback = [r for r in load_corpus(cfg.feedback, split="train") if usable(r)] if cfg.feedback else []
     train_records += feedback
+    # the student's own outputs with invented words (`rollouts --keep mistakes`): for the word loss only
+    word_samples = [{**r, "word_only": True} for folder in filter(None, (cfg.word_samples or "").split(","))
+                    for r in load_corpus(folder.strip(), split="train") if usable(r)]
+    train_records += word_samples
     heldout_records = [r for r in records if r["split"] == "test"]
     if not train_records:
         raise ValueError(f"no training records in {cfg.corpus}")
     encoding, tokenizer, model = _prepare_assets(cfg, state, train_records)
     pad_id = tokenizer.convert_tokens_to_ids(PAD)
     max_len = model.config.n_positions
-    train_set = encode_records(train_records, encoding, tokenizer, max_len, scales)
-    heldout_set = encode_records(heldout_records, encoding, tokenizer, max_len, scales)
+    rule = WordRule.for_tokenizer(tokenizer, tokenizer.convert_tokens_to_ids(EOS)) if cfg.word_loss else None
+    train_set = encode_records(train_records, encoding, tokenizer, max_len, scales, rule)
+    heldout_set = encode_records(heldout_records, encoding, tokenizer, max_len, scales, rule)
     loss_of = _token_loss
     if scales:  # the model being continued, frozen before any step, is the guide
         guide = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
         loss_of = functools.partial(guided_kl, guide=guide)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate(pad_id),
+    elif rule is not None:
+        loss_of = functools.partial(word_loss, weight=cfg.word_loss)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate(pad_id, rule),
                         generator=torch.Generator().manual_seed(cfg.seed))
-    heldout = DataLoader(heldout_set or train_set[:256], batch_size=cfg.batch_size, collate_fn=collate(pad_id))
+    heldout = DataLoader(heldout_set or train_set[:256], batch_size=cfg.batch_size,
+                         collate_fn=collate(pad_id, rule))
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -303,7 +359,7 @@ def train(cfg: TrainConfig) -> dict:
         info = {"config": asdict(cfg), "history": history, "train_records": len(train_records),
                 "augmented_records": len(augmented),
                 "rollout_records": sum(r.get("source") == "student" for r in augmented),
-                "feedback_records": len(feedback),
+                "feedback_records": len(feedback), "word_sample_records": len(word_samples),
                 "heldout_records": len(heldout_records),
                 "parameters": sum(p.numel() for p in unwrapped.parameters()),
                 "architecture": {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,

@@ -1,6 +1,6 @@
 """Choose each task's sampling settings by measurement: ``python -m udrl tune``.
 
-For every (guidance scale, temperature, top-p, repetition penalty) of a grid, the relevance command is
+For every (guidance scale, temperature, top-p, repetition penalty, sibling penalty) of a grid, the relevance command is
 swept on tuning intents that the evaluation does not use (``skip`` passes over its intents), and the
 highest command is compared with the teacher on the same intents (relevance, diversity, novelty, non-word
 rate, subject kept), and the sweep's correlations with their goals. The settings that meet the most of those
@@ -133,8 +133,9 @@ def tune(cfg: TuneConfig) -> dict:
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
         earlier = {Sampling(**t["sampling"]): t for t in kept.get(task, [])}
         trials[task] = []
-        for scale, temperature, top_p, penalty in tqdm(grid, desc=f"tune {task}"):
-            setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale, repetition_penalty=penalty)
+        for scale, temperature, top_p, penalty, siblings in tqdm(grid, desc=f"tune {task}"):
+            setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale, repetition_penalty=penalty,
+                               sibling_penalty=siblings)
             trial = earlier.get(setting)
             if trial is None:
                 trial = _relevance_trial(student, intents, task, samples, seed, asdict(setting), teachers[task])
@@ -178,7 +179,8 @@ def summary_lines(result: dict) -> list[str]:
     for task, best in result["best"].items():
         s, top, t = best["sampling"], best["top"], result["teacher"][task]
         lines.append(f"{task:<15} guidance {s['guidance_scale']:.1f} temperature {s['temperature']:.2f} "
-                     f"top-p {s['top_p']:.2f} repetition penalty {s['repetition_penalty']:.2f}: "
+                     f"top-p {s['top_p']:.2f} repetition penalty {s['repetition_penalty']:.2f} sibling penalty "
+                     f"{s.get('sibling_penalty', 1.0):.2f}: "
                      f"spearman {best['spearman']:.3f} pearson {best['pearson']:.3f} top relevance "
                      f"{top['relevance_mean']:.3f} (teacher {t['relevance_mean']:.3f}) diversity {top['diversity']:.3f} "
                      f"(teacher {t['diversity']:.3f}) length MAE {best.get('length_mae', float('nan')):.2f} "

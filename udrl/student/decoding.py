@@ -122,7 +122,8 @@ class FastGPT2:
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  references: list[list[int]] | None = None, guidance_scale: float = 1.0,
-                 repetition_penalty: float = 1.0, guard: WordGuard | None = None) -> list[list[int]]:
+                 repetition_penalty: float = 1.0, guard: WordGuard | None = None, group: int = 1,
+                 sibling_penalty: float = 1.0) -> list[list[int]]:
         """Sample continuations of token-id prompts (left-padded into one batch); stop at ``eos_id``.
 
         Sampling draws from the same distribution as ``generate(do_sample=True)`` (logits / temperature,
@@ -132,6 +133,8 @@ class FastGPT2:
         reference rows run in the same batch and are fed the same tokens. A ``repetition_penalty`` other
         than 1 is applied after guidance, to the tokens each output already holds (:func:`penalize_repeats`).
         A ``guard`` (one row per prompt) redraws tokens that would leave real words (:mod:`udrl.student.guard`).
+        A ``sibling_penalty`` other than 1 lowers tokens that would repeat a token pair already written in
+        the same ``group`` of consecutive prompts (one intent's outputs; :mod:`udrl.student.variety`).
 
         A batch of at least ``SHARD_ROWS`` rows (prompts and references) per torch thread is split into
         one shard per thread, decoded side by side on one thread each: a small model's operations share
@@ -143,9 +146,10 @@ class FastGPT2:
         shards = min(torch.get_num_threads(), rows // self.SHARD_ROWS)
         if shards < 2:
             return self._generate(prompts, max_new_tokens, eos_id, pad_id, temperature, top_p, generator,
-                                  references, guidance_scale, repetition_penalty, guard)
+                                  references, guidance_scale, repetition_penalty, guard, group, sibling_penalty)
         seeds = torch.randint(2**62, (shards,), generator=generator).tolist()
         size = -(-len(prompts) // shards)
+        size = -(-size // group) * group  # a group's rows stay in one shard
         with _SHARDING:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # process-wide: the lock keeps sharded batches from overlapping
@@ -154,7 +158,8 @@ class FastGPT2:
                                              temperature, top_p, torch.Generator().manual_seed(seed),
                                              None if references is None else references[i : i + size],
                                              guidance_scale, repetition_penalty,
-                                             None if guard is None else guard.slice(i, i + size))
+                                             None if guard is None else guard.slice(i, i + size), group,
+                                             sibling_penalty)
                         for i, seed in zip(range(0, len(prompts), size), seeds)]
                 return [tokens for job in jobs for tokens in job.result()]
             finally:
@@ -164,8 +169,10 @@ class FastGPT2:
     def _generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                   temperature: float, top_p: float, generator: torch.Generator | None,
                   references: list[list[int]] | None, guidance_scale: float,
-                  repetition_penalty: float = 1.0, guard: WordGuard | None = None) -> list[list[int]]:
+                  repetition_penalty: float = 1.0, guard: WordGuard | None = None, group: int = 1,
+                  sibling_penalty: float = 1.0) -> list[list[int]]:
         """:meth:`generate` on one batch, in the calling thread (``references`` only when guided)."""
+        siblings = _siblings(prompts, group, sibling_penalty, eos_id)
         guided = references is not None
         if guided:
             prompts = list(prompts) + list(references)
@@ -199,10 +206,14 @@ class FastGPT2:
             scores = (guided_scores(hidden, guidance_scale) if guided else hidden) @ self.lm_head.T
             if seen is not None:
                 scores = penalize_repeats(scores, seen, repetition_penalty)
+            if siblings is not None:
+                scores = siblings.penalize(scores, rows, alive)
             token = _draw_guarded(scores, temperature, top_p, generator, guard, rows, alive,
                                   last=step == max_new_tokens - 1)
             if seen is not None:
                 seen.scatter_(1, token[:, None], True)
+            if siblings is not None:
+                siblings.add(token, rows, alive)
             out[rows[alive], step] = token[alive]
             alive &= token != eos_id
             live = int(alive.sum())
@@ -269,6 +280,15 @@ def penalized(logits: torch.Tensor, penalty: float) -> torch.Tensor:
 def penalize_repeats(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """:func:`penalized` on ``scores`` [B, V] where ``seen`` [B, V] is True (here, the output so far)."""
     return torch.where(seen, penalized(scores, penalty), scores)
+
+
+def _siblings(prompts: list[list[int]], group: int, penalty: float, eos_id: int):
+    """The sibling penalty's record of token pairs (:mod:`udrl.student.variety`), or None when it is off."""
+    if penalty == 1.0 or group < 2:
+        return None
+    from udrl.student.variety import SiblingPairs  # which imports this module's penalty
+
+    return SiblingPairs(prompts, group, penalty, eos_id)
 
 
 def _check_guidance(prompts: list[list[int]], references: list[list[int]] | None, guidance_scale: float) -> bool:
@@ -420,9 +440,11 @@ class LlamaCppGPT2:
     def generate(self, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  references: list[list[int]] | None = None, guidance_scale: float = 1.0,
-                 repetition_penalty: float = 1.0, guard: WordGuard | None = None) -> list[list[int]]:
+                 repetition_penalty: float = 1.0, guard: WordGuard | None = None, group: int = 1,
+                 sibling_penalty: float = 1.0) -> list[list[int]]:
         """Same contract as :meth:`FastGPT2.generate`; prompts are decoded one after the other."""
         guided = _check_guidance(prompts, references, guidance_scale)
+        siblings = _siblings(prompts, group, sibling_penalty, eos_id)
         results = []
         live = torch.ones(1, dtype=torch.bool)
         for k, prompt in enumerate(prompts):
@@ -437,10 +459,14 @@ class LlamaCppGPT2:
                 scores = guided_scores(logits, guidance_scale) if guided else logits
                 if seen is not None:
                     scores = penalize_repeats(scores, seen, repetition_penalty)
+                if siblings is not None:
+                    scores = siblings.penalize(scores, row, live)
                 token = int(_draw_guarded(scores, temperature, top_p, generator, guard, row, live,
                                           last=step == budget - 1))
                 if seen is not None:
                     seen[0, token] = True
+                if siblings is not None:
+                    siblings.add(torch.tensor([token]), row, live)
                 if token == eos_id:
                     break
                 out.append(token)

@@ -45,6 +45,11 @@ def starts_word(prefix: str, own: frozenset[str] = frozenset()) -> bool:
     return i < len(words) and words[i].startswith(prefix)
 
 
+def own_words(intent: str) -> frozenset[str]:
+    """The words of an intent, which the guard takes as real however rare."""
+    return frozenset(_BREAK.split(intent.lower())) - {""}
+
+
 @lru_cache(maxsize=65536)
 def _whole(word: str) -> bool:
     return is_common(word)
@@ -57,7 +62,7 @@ class WordGuard:
     def __init__(self, pieces: list[str], eos_id: int, intents: list[str],
                  spellings: dict[str, list[int]] | None = None):
         self.pieces, self.eos_id = pieces, eos_id
-        self.own = [frozenset(_BREAK.split(intent.lower())) - {""} for intent in intents]
+        self.own = [own_words(intent) for intent in intents]
         self.open = [""] * len(intents)  # the letters of the word each row has begun and not ended
         spellings = _spellings(pieces) if spellings is None else spellings
         carries = {intent: _carries(intent, spellings) for intent in set(intents)}
@@ -125,6 +130,88 @@ class WordGuard:
             token[b] = t
             self.advance(row, t)
         return token
+
+
+class WordRule:
+    """The guard's rule for every token at once: the tokens a row may draw after it has begun the word
+    ``state`` (for the word loss in training, which teaches the model what the guard enforces).
+
+    Equal to :meth:`WordGuard.allows` token by token. Built from the word list rather than by testing each
+    of the vocabulary's tokens, which per begun word would cost thousands of string tests: a token that
+    starts with a break closes the begun word (allowed when that word is real and the rest of the token is
+    fine on its own); a token of letters goes on with it (allowed when some word begins with the two).
+    """
+
+    def __init__(self, pieces: list[str | None], eos_id: int, spellings: dict[str, list[int]] | None = None):
+        self.pieces = pieces
+        self.spellings = _spellings(pieces) if spellings is None else spellings
+        closing, self.beginnings, self.mixed = [eos_id], {}, []
+        for token, piece in enumerate(self.pieces):
+            if piece is None:
+                continue
+            *done, left = _BREAK.split(piece.lower())
+            if _BREAK.match(piece.lower()):  # starts with a break: closes the begun word
+                if all(not w or _whole(w) for w in done) and (not left or starts_word(left)):
+                    closing.append(token)
+                if len(done) == 1 and left:  # a break, then letters: may begin a word of the intent
+                    self.beginnings.setdefault(left, []).append(token)
+            elif done:  # letters, then a break: none in a byte-level BPE, whose pre-tokenizer parts them
+                self.mixed.append(token)
+        self.closing = torch.tensor(closing, dtype=torch.long)
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer, eos_id: int) -> WordRule:
+        return cls(_pieces(tokenizer), eos_id, _tokenizer_spellings(tokenizer))
+
+    def allowed(self, states: list[str], own: frozenset[str] = frozenset()) -> torch.Tensor:
+        """[len(states), V] True for the tokens the guard allows after each begun word of ``states`` ('' between
+        words), the words of ``own`` (the intent's) real too."""
+        if not states:
+            return torch.zeros(0, len(self.pieces), dtype=torch.bool)
+        mask = torch.stack([self._common(state) for state in states])  # a copy: the cached rows stay as they are
+        beginnings = [t for word in own for end in range(1, len(word) + 1) for t in self.beginnings.get(word[:end], ())]
+        for i, state in enumerate(states):
+            closes = not state or _whole(state)
+            if state in own and not closes:
+                mask[i, self.closing] = True
+            if closes or state in own:
+                mask[i, beginnings] = True
+            for word in own:
+                if word.startswith(state) and word != state:
+                    rest = word[len(state):]
+                    mask[i, [t for end in range(1, len(rest) + 1) for t in self.spellings.get(rest[:end], ())]] = True
+        return mask
+
+    @lru_cache(maxsize=None)
+    def _common(self, state: str) -> torch.Tensor:
+        """The mask after ``state`` with common words only."""
+        mask = torch.zeros(len(self.pieces), dtype=torch.bool)
+        mask[self._going_on(state)] = True
+        if not state or _whole(state):
+            mask[self.closing] = True
+        return mask
+
+    def _going_on(self, state: str) -> torch.Tensor:
+        words = common_words()
+        found = set()
+        for word in words[bisect.bisect_left(words, state):bisect.bisect_left(words, state + "{")]:  # "{" > "z"
+            rest = word[len(state):]
+            for end in range(1, len(rest) + 1):
+                found.update(self.spellings.get(rest[:end], ()))
+        for token in self.mixed:
+            *done, left = _BREAK.split(state + self.pieces[token].lower())
+            if all(not w or _whole(w) for w in done) and (not left or starts_word(left)):
+                found.add(token)
+        return torch.tensor(sorted(found), dtype=torch.long)
+
+    def states(self, ids: list[int]) -> list[str]:
+        """The begun word before each token of an output's ``ids``."""
+        state, out = "", []
+        for token in ids:
+            out.append(state)
+            if self.pieces[token] is not None:
+                state = _BREAK.split(state + self.pieces[token].lower())[-1]
+        return out
 
 
 def _spellings(pieces: list[str | None]) -> dict[str, list[int]]:

@@ -114,7 +114,7 @@ class Student:
                  length: float | None = None, n: int = 1, temperature: float | None = None,
                  top_p: float | None = None, guidance_scale: float | None = None, seed: int = 0,
                  max_new_tokens: int = 96, repetition_penalty: float | None = None,
-                 word_guard: bool | None = None) -> list[list[StudentOutput]]:
+                 word_guard: bool | None = None, sibling_penalty: float | None = None) -> list[list[StudentOutput]]:
         """``n`` outputs per intent under one command, batched; the same seed gives the same outputs.
 
         ``relevance`` is in reward units (clamped to the checkpoint's range; default: the task's top),
@@ -129,7 +129,8 @@ class Student:
         enc.check_task(task)
         rel = enc.relevance_range[task][1] if relevance is None else enc.clamp_relevance(task, relevance)
         words = enc.length_median[task] if length is None else enc.clamp_length_command(length)
-        sampling = self.sampling_for(task).replace(temperature, top_p, guidance_scale, repetition_penalty)
+        sampling = self.sampling_for(task).replace(temperature, top_p, guidance_scale, repetition_penalty,
+                                                   sibling_penalty)
         sent = self.length_command(task, words)
         prompts = [self.prompt_ids(intent, task, rel, sent) for intent in intents for _ in range(n)]
         reference = enc.guidance_reference(task, rel)
@@ -148,7 +149,8 @@ class Student:
                                        temperature=sampling.temperature, top_p=sampling.top_p,
                                        generator=generator, references=references,
                                        guidance_scale=sampling.guidance_scale,
-                                       repetition_penalty=sampling.repetition_penalty, **guard)
+                                       repetition_penalty=sampling.repetition_penalty, group=n,
+                                       sibling_penalty=sampling.sibling_penalty, **guard)
         texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
         elapsed_ms = (time.perf_counter() - started) * 1000
         command = {"task": task, "relevance": rel, "length": words, "length_token": sent}

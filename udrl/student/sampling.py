@@ -5,7 +5,9 @@ Command guidance draws each token from ``log p(.|reference) + s * (log p(.|comma
 where the reference is the opposite relevance command (see ``CommandEncoding.reference_relevance``):
 s > 1 widens the gap between what high and low commands produce. The repetition penalty (CTRL's, as
 transformers' ``RepetitionPenaltyLogitsProcessor``) lowers the logits of tokens the output already
-holds; the prompt is not counted, so the intent's words stay free to use. ``python -m udrl tune`` chooses
+holds; the prompt is not counted, so the intent's words stay free to use. The sibling penalty, by the same
+rule, lowers tokens that would repeat a token pair another output of the same intent has written
+(:mod:`udrl.student.variety`), so that n outputs asked at once differ. ``python -m udrl tune`` chooses
 the settings by measurement on intents the evaluation does not use and saves them as ``sampling.json``
 beside the checkpoint; without that file every task samples at ``DEFAULT_TEMPERATURE`` and ``DEFAULT_TOP_P``,
 unguided and unpenalised.
@@ -37,21 +39,23 @@ class Sampling:
     top_p: float = DEFAULT_TOP_P
     guidance_scale: float = 1.0
     repetition_penalty: float = 1.0  # 1 = none
+    sibling_penalty: float = 1.0  # 1 = none; on repeating a token pair of another output of the intent
 
     def __post_init__(self):
-        values = (self.temperature, self.top_p, self.guidance_scale, self.repetition_penalty)
+        values = (self.temperature, self.top_p, self.guidance_scale, self.repetition_penalty, self.sibling_penalty)
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             raise ValueError(f"sampling settings must be finite numbers, got {values}")
         if (self.temperature < 0 or not 0 < self.top_p <= 1 or self.guidance_scale < 0
-                or self.repetition_penalty <= 0):
+                or self.repetition_penalty <= 0 or self.sibling_penalty <= 0):
             raise ValueError("temperature must be >= 0, top_p in (0, 1], guidance_scale >= 0, "
-                             f"repetition_penalty > 0; got {values}")
+                             f"repetition_penalty and sibling_penalty > 0; got {values}")
 
     def replace(self, temperature: float | None = None, top_p: float | None = None,
-                guidance_scale: float | None = None, repetition_penalty: float | None = None) -> Sampling:
+                guidance_scale: float | None = None, repetition_penalty: float | None = None,
+                sibling_penalty: float | None = None) -> Sampling:
         """These settings with the given values (``None`` keeps a value)."""
         given = {"temperature": temperature, "top_p": top_p, "guidance_scale": guidance_scale,
-                 "repetition_penalty": repetition_penalty}
+                 "repetition_penalty": repetition_penalty, "sibling_penalty": sibling_penalty}
         return dataclasses.replace(self, **{k: float(v) for k, v in given.items() if v is not None})
 
 
