@@ -112,6 +112,8 @@ def test_train_counts_rollouts_among_augmented_records(tiny_student, tiny_corpus
                                       state_dir=str(tmp_path / "words-state"), max_steps=2, batch_size=16,
                                       progress=False))
     assert with_mistakes["word_sample_records"] == rolled and with_mistakes["rollout_records"] == 0
+    card = (tmp_path / "words" / "README.md").read_text()
+    assert f"{rolled} of them the student's own outputs with invented words" in card and "word loss 1 " in card
     with pytest.raises(ValueError, match="--word-loss"):
         TrainConfig(word_samples=str(out))
     assert "relabelled by `python -m udrl rollouts`" in (tmp_path / "next" / "README.md").read_text()

@@ -68,3 +68,21 @@ def test_the_student_passes_the_penalty_on_and_reports_it(tiny_student):
     assert outs[0].sampling["sibling_penalty"] == 3.0
     plain = student.generate(["lost cat"], "headline", n=3, seed=1, temperature=0)[0]
     assert len({o.text for o in plain}) == 1  # greedy siblings in step: one output three times
+
+
+def test_a_row_drawing_the_pair_a_sibling_drew_at_the_same_step_draws_again():
+    pairs = SiblingPairs([[7], [7], [7]], group=3, penalty=2.0, eos_id=0)
+    rows, alive = torch.arange(3), torch.ones(3, dtype=torch.bool)
+    pairs.add(torch.tensor([5, 5, 5]), rows, alive)  # three siblings that began alike
+    scores = torch.zeros(3, 10)
+    scores[:, 6] = 4.0
+    redraws = []
+
+    def draw(s):
+        redraws.append(s.clone())
+        return torch.tensor([int(s.argmax())])
+
+    token = pairs.part(scores, torch.tensor([6, 6, 7]), rows, alive, draw)
+    # row 1 drew (5, 6) after row 0 did: drawn again with 6 at half its logit, the likeliest still (greedy)
+    assert len(redraws) == 1 and redraws[0][0, 6] == 2.0
+    assert token.tolist() == [6, 6, 7]  # row 2's (5, 7): 7 is the intent's, never drawn again

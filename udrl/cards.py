@@ -51,6 +51,11 @@ def _stage_line(stage: dict, number: int | None) -> str:
                if rolled else "")
             + (f" ({preferred} of them outputs annotators preferred, from `python -m udrl feedback`)"
                if preferred or cfg.get("feedback") else "")
+            + (f" ({stage['word_sample_records']} of them the student's own outputs with invented words, from "
+               "`python -m udrl rollouts --keep mistakes`, learnt from by the word loss alone)"
+               if stage.get("word_sample_records") else "")
+            + (f"; word loss {cfg['word_loss']:g} (minus the log of the probability given to the tokens the word "
+               "guard allows, at each output position)" if cfg.get("word_loss") else "")
             + f", {stage['heldout_records']} held-out (test intents); AdamW, lr {cfg.get('lr')}, batch "
             f"{cfg.get('batch_size')}, {cfg.get('epochs')} epochs"
             + (f" stopped at step {cfg['max_steps']}" if cfg.get("max_steps") else "")

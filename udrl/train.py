@@ -282,7 +282,7 @@ def train(cfg: TrainConfig) -> dict:
     max_len = model.config.n_positions
     rule = WordRule.for_tokenizer(tokenizer, tokenizer.convert_tokens_to_ids(EOS)) if cfg.word_loss else None
     train_set = encode_records(train_records, encoding, tokenizer, max_len, scales, rule)
-    heldout_set = encode_records(heldout_records, encoding, tokenizer, max_len, scales, rule)
+    heldout_set = encode_records(heldout_records, encoding, tokenizer, max_len, scales)
     loss_of = _token_loss
     if scales:  # the model being continued, frozen before any step, is the guide
         guide = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
@@ -291,8 +291,9 @@ def train(cfg: TrainConfig) -> dict:
         loss_of = functools.partial(word_loss, weight=cfg.word_loss)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate(pad_id, rule),
                         generator=torch.Generator().manual_seed(cfg.seed))
-    heldout = DataLoader(heldout_set or train_set[:256], batch_size=cfg.batch_size,
-                         collate_fn=collate(pad_id, rule))
+    # the held-out loss stays the token loss (comparable across runs) unless guidance distillation sets it
+    heldout_loss_of = loss_of if scales else _token_loss
+    heldout = DataLoader(heldout_set or train_set[:256], batch_size=cfg.batch_size, collate_fn=collate(pad_id))
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -328,7 +329,7 @@ def train(cfg: TrainConfig) -> dict:
             step += 1
             if cfg.max_steps and step >= cfg.max_steps:
                 break
-        heldout_loss = evaluate_loss(model, heldout, accelerator, loss_of)
+        heldout_loss = evaluate_loss(model, heldout, accelerator, heldout_loss_of)
         history.append({"epoch": epoch + 1, "train_loss": round(running or float("nan"), 4),
                         "heldout_loss": round(heldout_loss, 4)})
         accelerator.print(f"epoch {epoch + 1}: train loss {running:.3f}, held-out loss {heldout_loss:.3f}")

@@ -209,7 +209,7 @@ class FastGPT2:
             if siblings is not None:
                 scores = siblings.penalize(scores, rows, alive)
             token = _draw_guarded(scores, temperature, top_p, generator, guard, rows, alive,
-                                  last=step == max_new_tokens - 1)
+                                  last=step == max_new_tokens - 1, siblings=siblings)
             if seen is not None:
                 seen.scatter_(1, token[:, None], True)
             if siblings is not None:
@@ -330,14 +330,20 @@ REJECTION_ROUNDS = 8
 
 
 def _draw_guarded(scores: torch.Tensor, temperature: float, top_p: float, generator, guard: WordGuard | None,
-                  rows: torch.Tensor, alive: torch.Tensor, last: bool) -> torch.Tensor:
+                  rows: torch.Tensor, alive: torch.Tensor, last: bool, siblings=None) -> torch.Tensor:
     """One token per row; under ``guard`` a begun subject word is carried on and a token that would leave
-    real words is redrawn (``rows``, ``alive`` and ``last`` as in :meth:`WordGuard.enforce`)."""
-    if guard is None:
-        return _sample(scores, temperature, top_p, generator)
-    scores = guard.steer(scores, rows, alive)
-    token = _sample(scores, temperature, top_p, generator)
-    return guard.enforce(scores, token, rows, alive, lambda s: _sample(s, temperature, top_p, generator), last=last)
+    real words is redrawn (``rows``, ``alive`` and ``last`` as in :meth:`WordGuard.enforce`); with
+    ``siblings`` (:class:`udrl.student.variety.SiblingPairs`) a row drawing the pair an earlier row of its
+    group drew at the same step draws again."""
+    def draw(s: torch.Tensor) -> torch.Tensor:
+        return _sample(s, temperature, top_p, generator)
+
+    if guard is not None:
+        scores = guard.steer(scores, rows, alive)
+    token = draw(scores)
+    if siblings is not None:
+        token = siblings.part(scores, token, rows, alive, draw)
+    return token if guard is None else guard.enforce(scores, token, rows, alive, draw, last=last)
 
 
 def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
