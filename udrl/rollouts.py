@@ -14,7 +14,8 @@ intent's clean outputs and only its N likeliest stay (:mod:`udrl.fluency`): the 
 English of its samples that the teacher would have written, not merely those that pass the word lists. The
 records (``source: "student"``) join the next training run through ``train --augmented``. With ``--keep
 mistakes`` the round keeps the opposite: outputs holding an invented word, decoded without the guard, for
-``train --word-samples``, where the word loss learns from the begun words the model got wrong. Intents of the held-out test files are never rolled out.
+``train --word-samples``, where the word loss learns from the begun words the model got wrong. Intents of
+the held-out test files are never rolled out.
 """
 
 from __future__ import annotations

@@ -448,7 +448,8 @@ class LlamaCppGPT2:
                  references: list[list[int]] | None = None, guidance_scale: float = 1.0,
                  repetition_penalty: float = 1.0, guard: WordGuard | None = None, group: int = 1,
                  sibling_penalty: float = 1.0) -> list[list[int]]:
-        """Same contract as :meth:`FastGPT2.generate`; prompts are decoded one after the other."""
+        """Same contract as :meth:`FastGPT2.generate`; prompts are decoded one after the other (so under the
+        sibling penalty a later output sees all of an earlier sibling's pairs)."""
         guided = _check_guidance(prompts, references, guidance_scale)
         siblings = _siblings(prompts, group, sibling_penalty, eos_id)
         results = []
