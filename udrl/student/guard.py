@@ -151,7 +151,7 @@ class WordRule:
                 continue
             *done, left = _BREAK.split(piece.lower())
             if _BREAK.match(piece.lower()):  # starts with a break: closes the begun word
-                if all(not w or _whole(w) for w in done) and (not left or starts_word(left)):
+                if _keeps_to_words(done, left):
                     closing.append(token)
                 if len(done) == 1 and left:  # a break, then letters: may begin a word of the intent
                     self.beginnings.setdefault(left, []).append(token)
@@ -169,7 +169,7 @@ class WordRule:
         if not states:
             return torch.zeros(0, len(self.pieces), dtype=torch.bool)
         mask = torch.stack([self._common(state) for state in states])  # a copy: the cached rows stay as they are
-        beginnings = [t for word in own for end in range(1, len(word) + 1) for t in self.beginnings.get(word[:end], ())]
+        beginnings = [t for word in own for t in _spelling(word, self.beginnings)]
         for i, state in enumerate(states):
             closes = not state or _whole(state)
             if state in own and not closes:
@@ -178,8 +178,7 @@ class WordRule:
                 mask[i, beginnings] = True
             for word in own:
                 if word.startswith(state) and word != state:
-                    rest = word[len(state):]
-                    mask[i, [t for end in range(1, len(rest) + 1) for t in self.spellings.get(rest[:end], ())]] = True
+                    mask[i, _spelling(word[len(state):], self.spellings)] = True
         return mask
 
     @lru_cache(maxsize=None)
@@ -195,12 +194,10 @@ class WordRule:
         words = common_words()
         found = set()
         for word in words[bisect.bisect_left(words, state):bisect.bisect_left(words, state + "{")]:  # "{" > "z"
-            rest = word[len(state):]
-            for end in range(1, len(rest) + 1):
-                found.update(self.spellings.get(rest[:end], ()))
+            found.update(_spelling(word[len(state):], self.spellings))
         for token in self.mixed:
             *done, left = _BREAK.split(state + self.pieces[token].lower())
-            if all(not w or _whole(w) for w in done) and (not left or starts_word(left)):
+            if _keeps_to_words(done, left):
                 found.add(token)
         return torch.tensor(sorted(found), dtype=torch.long)
 
@@ -212,6 +209,16 @@ class WordRule:
             if self.pieces[token] is not None:
                 state = _BREAK.split(state + self.pieces[token].lower())[-1]
         return out
+
+
+def _keeps_to_words(done: list[str], left: str) -> bool:
+    """Whether the words a token closes are common and the one it leaves open begins one (no intent words)."""
+    return all(not w or _whole(w) for w in done) and (not left or starts_word(left))
+
+
+def _spelling(rest: str, by_letters: dict[str, list[int]]) -> list[int]:
+    """The tokens that spell one or more of the first letters of ``rest`` (``by_letters``: letters -> ids)."""
+    return [t for end in range(1, len(rest) + 1) for t in by_letters.get(rest[:end], ())]
 
 
 def _spellings(pieces: list[str | None]) -> dict[str, list[int]]:
@@ -234,7 +241,7 @@ def _carries(intent: str, spellings: dict[str, list[int]]) -> dict[str, list[tup
             continue
         for cut in range(1, len(word)):
             rest = word[cut:]
-            tokens = [t for end in range(1, len(rest) + 1) for t in spellings.get(rest[:end], ())]
+            tokens = _spelling(rest, spellings)
             if tokens:
                 carries.setdefault(word[:cut], []).append((word, torch.tensor(tokens)))
     return carries

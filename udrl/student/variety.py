@@ -25,7 +25,7 @@ class SiblingPairs:
 
     def __init__(self, prompts: list[list[int]], group: int, penalty: float, eos_id: int):
         self.group, self.penalty = group, penalty
-        self.exempt = [torch.tensor(sorted(set(p) | {eos_id})) for p in prompts]
+        self.exempt = [frozenset(p) | {eos_id} for p in prompts]
         self.followers: list[dict[int, set[int]]] = [{} for _ in range(-(-len(prompts) // group))]
         self.last: list[int | None] = [None] * len(prompts)  # each row's last output token
 
@@ -35,9 +35,8 @@ class SiblingPairs:
         for b in alive.nonzero().squeeze(1).tolist():
             row = int(rows[b])
             followers = self.followers[row // self.group].get(self.last[row])
-            if followers:
-                tokens = torch.tensor(sorted(followers))
-                tokens = tokens[~torch.isin(tokens, self.exempt[row])]
+            tokens = sorted(followers - self.exempt[row]) if followers else []
+            if tokens:
                 scores[b, tokens] = penalized(scores[b, tokens], self.penalty)
         return scores
 
@@ -52,7 +51,7 @@ class SiblingPairs:
             if self.last[row] is None:  # an output's first token: no pair yet
                 continue
             pair = (row // self.group, self.last[row], t)
-            if pair in drawn and not (self.exempt[row] == t).any():
+            if pair in drawn and t not in self.exempt[row]:
                 scores[b, t] = penalized(scores[b, t], self.penalty)
                 t = int(draw(scores[b : b + 1])[0])
                 token[b] = t
