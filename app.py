@@ -233,7 +233,8 @@ def build_demo() -> gr.Blocks:
                     seed = gr.Number(value=0, precision=0, label="Seed")
                     word_guard = gr.Checkbox(value=True, label="Word guard (student)",
                                              info="Redraw tokens that would make a word neither common in English "
-                                                  "nor in the intent; finish a subject word once begun",
+                                                  "nor in the intent, or repeat the word before; finish a subject word "
+                                                  "once begun",
                                              elem_id="word-guard")
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")

@@ -48,6 +48,24 @@ def test_enforce_redraws_a_refused_token_and_keeps_an_allowed_one():
     assert finished.tolist() == [9, 9]  # rows already ended are left alone
 
 
+def test_a_word_may_not_follow_itself():
+    pieces = ["", " tour", " tours", ";", " cat", "s", " ca", "t"]
+    guard = WordGuard(pieces, eos_id=0, intents=["tour"])
+    guard.advance(0, 1)
+    assert guard.repeats(0, 1) and not guard.repeats(0, 2) and not guard.repeats(0, 0)  # "tour tour", not "tours"
+    scores = torch.zeros(1, len(pieces))
+    scores[0, 1], scores[0, 2] = 5.0, 4.0
+    draws = iter([torch.tensor([1])] * 20)  # a sampler that keeps drawing " tour": the likeliest other stands
+    assert guard.enforce(scores, torch.tensor([1]), torch.tensor([0]), torch.tensor([True]),
+                         lambda s: next(draws)).tolist() == [2]
+    for token in (3, 1, 4):  # "tour; tour": a break other than a space sets them apart
+        assert not guard.repeats(0, token)
+        guard.advance(0, token)
+    assert guard.repeats(0, 4) and not guard.repeats(0, 6)  # " cat" is the word again; " ca" only begins it
+    guard.advance(0, 6)
+    assert guard.repeats(0, 7) and not guard.repeats(0, 5)  # "cat ca" + "t" spells it whole, + "s" does not
+
+
 def test_guarded_student_writes_only_real_words_and_stays_deterministic(tiny_student):
     from udrl import rewards
     from udrl.lexicon import is_common, words

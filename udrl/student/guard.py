@@ -15,6 +15,10 @@ letters of a subject word it has not written yet, the tokens that go on spelling
 piece the small model tends to finish a commoner word ("lava", "New city"); with the bias it mostly
 finishes the one the intent names, and is still free to write another word.
 
+Nor may a row write a word twice in a row ("tour tour", "Bend Bend Bend"): a token after which the word
+being written spells the word before it, with only a space between, is drawn again like a non-word. The
+carry and the penalties exempt the intent's words, which a small model then tends to repeat.
+
 Written here rather than as a transformers ``LogitsProcessor``: checking all 4,096 tokens of every row at
 every step would cost more than the model's forward pass, while a check of the drawn token alone is a few
 string operations, and the student's decoders draw before they could filter.
@@ -34,6 +38,8 @@ from udrl.lexicon import common_words, is_common
 RETRIES = 8
 CARRY_BIAS = 3.0  # logits: about a 20-fold odds boost at temperature 1, more at the tuned temperatures
 _BREAK = re.compile(r"[^a-z]+")
+_REPEAT = re.compile(r"(?<![a-z])([a-z]+)\s+\1$")  # a word, a space, and the same word so far
+_TAIL = 64  # characters of each row's output kept for the repeat check (longer than any two words)
 
 
 def starts_word(prefix: str, own: frozenset[str] = frozenset()) -> bool:
@@ -68,6 +74,7 @@ class WordGuard:
         carries = {intent: _carries(intent, spellings) for intent in set(intents)}
         self.carry = [carries[intent] for intent in intents]  # begun word -> [(subject word, its next tokens)]
         self.written = [set() for _ in intents]  # the words each row has closed
+        self.tail = [""] * len(intents)  # the end of each row's output, lower-cased
 
     @classmethod
     def for_rows(cls, tokenizer, eos_id: int, intents: list[str]) -> WordGuard:
@@ -78,6 +85,7 @@ class WordGuard:
         part = copy.copy(self)
         part.own, part.open = self.own[start:stop], self.open[start:stop]
         part.carry, part.written = self.carry[start:stop], self.written[start:stop]
+        part.tail = self.tail[start:stop]
         return part
 
     def _real(self, row: int, word: str) -> bool:
@@ -95,10 +103,19 @@ class WordGuard:
             return False
         return not left or (self._real(row, left) if last else starts_word(left, self.own[row]))
 
+    def repeats(self, row: int, token: int) -> bool:
+        """Whether ``token`` makes the word row ``row`` is writing spell the word just before it."""
+        piece = None if token == self.eos_id else self.pieces[token]
+        return piece is not None and _REPEAT.search(self.tail[row] + piece.lower()) is not None
+
+    def _fits(self, row: int, token: int, last: bool = False) -> bool:
+        return self.allows(row, token, last) and not self.repeats(row, token)
+
     def advance(self, row: int, token: int) -> None:
         if token != self.eos_id:
             *done, self.open[row] = _BREAK.split(self.open[row] + self.pieces[token].lower())
             self.written[row].update(done)
+            self.tail[row] = (self.tail[row] + self.pieces[token].lower())[-_TAIL:]
 
     def steer(self, scores: torch.Tensor, rows: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         """``scores`` with ``CARRY_BIAS`` added, in each live row that has begun a subject word it has not
@@ -118,15 +135,17 @@ class WordGuard:
         for b in alive.nonzero().squeeze(1).tolist():
             row, t = int(rows[b]), int(token[b])
             tries = 0
-            while not self.allows(row, t, last) and tries < RETRIES:
+            while not self._fits(row, t, last) and tries < RETRIES:
                 scores[b, t] = float("-inf")
                 t = int(draw(scores[b : b + 1])[0])
                 tries += 1
-            if tries == RETRIES and not self.allows(row, t, last):  # the likeliest token allowed, if any
+            if tries == RETRIES and not self._fits(row, t, last):  # the likeliest token allowed, if any
                 ranked = scores[b].argsort(descending=True).tolist()
-                # no whole word within the budget: at least end on the beginning of one
-                t = next((c for c in ranked if self.allows(row, c, last)), None) or next(
-                    (c for c in ranked if self.allows(row, c)), t)
+                # else one that repeats the word before; with no whole word within the budget, at least
+                # end on the beginning of one
+                rules = (lambda c: self._fits(row, c, last), lambda c: self.allows(row, c, last),
+                         lambda c: self.allows(row, c))
+                t = next((c for rule in rules for c in ranked if rule(c)), t)
             token[b] = t
             self.advance(row, t)
         return token
