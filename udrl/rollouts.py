@@ -107,16 +107,16 @@ def rollouts(cfg: RolloutsConfig) -> dict:
             texts = [o.text for _, _, o in flat]
             flat_intents = [i for i, _, _ in flat]
             non_words = rewards.non_word_rate(flat_intents, texts)
-            subjects = rewards.subject_kept(flat_intents, texts)
             if cfg.keep == "mistakes":  # for the word loss: the begun words where the model goes wrong
-                clean = [nw > 0 for nw in non_words]
-            else:
-                clean = [bool(t.strip()) and nw == 0 and kept_subject
-                         for t, nw, kept_subject in zip(texts, non_words, subjects)]
-            fluency = teacher_ranks(judge, task, flat, clean, cfg.teacher_rank) if judge else {}
+                wanted = [nw > 0 for nw in non_words]
+            else:  # clean: in real words, with the subject kept
+                subjects = rewards.subject_kept(flat_intents, texts)
+                wanted = [bool(t.strip()) and nw == 0 and kept_subject
+                          for t, nw, kept_subject in zip(texts, non_words, subjects)]
+            fluency = teacher_ranks(judge, task, flat, wanted, cfg.teacher_rank) if judge else {}
             if judge:  # only the teacher's likeliest clean outputs of each intent stay
-                clean = [j in fluency for j in range(len(flat))]
-            keep = [ok and caps[task].admit(intent, t) for intent, t, ok in zip(flat_intents, texts, clean)]
+                wanted = [j in fluency for j in range(len(flat))]
+            keep = [ok and caps[task].admit(intent, t) for intent, t, ok in zip(flat_intents, texts, wanted)]
             chosen = [(j, f, text) for j, (f, text, k) in enumerate(zip(flat, texts, keep)) if k]
             dropped[task] += len(flat) - len(chosen)
             scores = rewards.score([f[0] for _, f, _ in chosen], [text for _, _, text in chosen])
