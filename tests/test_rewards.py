@@ -51,3 +51,17 @@ def test_subject_kept_needs_every_content_word_in_any_inflection():
     outputs = ["Have you seen our lost cats?", "A llama with sunglasses", "A sunny beach", "Big winter savings"]
     # format words ("poster"), relation and function words ("a", "wearing") are not the subject
     assert rewards.subject_kept(intents, outputs) == [True, True, False, False]
+
+
+def test_stock_phrases_are_those_many_intents_share():
+    stock = "with a bright pink and white background"
+    intents = ["a llama", "radiator hose", "holiday sale", "lost cat", "wedding cake", "a llama"]
+    outputs = [f"A llama {stock}", f"A radiator hose {stock}", "Big savings on winter coats all week long",
+               f"A lost cat {stock}", "A wedding cake on a marble table by the window", "A llama on a hill at dawn"]
+    # three intents of five share the phrase: stock; the second llama output holds none
+    assert rewards.stock_phrases(intents, outputs) == [True, True, False, True, False, False]
+    # a phrase is stock only in the outputs of three distinct intents or more, however many outputs hold it
+    assert rewards.stock_phrases(["a llama"] * 3 + ["lost cat"], [f"x {stock}"] * 3 + [f"y {stock}"]) == [False] * 4
+    # a phrase that holds the intent's words is its subject, not stock
+    pink = ["pink and white cake", "pink and white dress", "pink and white roses"]
+    assert rewards.stock_phrases(pink, [f"a {i} in a pink and white room" for i in pink]) == [False] * 3

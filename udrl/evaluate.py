@@ -54,13 +54,15 @@ def _stats(intents: list[str], groups: list[list[str]]) -> dict:
     return {"relevance": rel, "length": lengths, "novelty": nov, "diversity": _group_diversity(groups),
             "non_word": np.array(rewards.non_word_rate(flat_intents, flat)),
             "subject_kept": np.array(rewards.subject_kept(flat_intents, flat), dtype=float),
+            "stock": np.array(rewards.stock_phrases(flat_intents, flat), dtype=float),
             "n": len(flat), "relevance_by_intent": by_intent}
 
 
 def _language(stats: dict) -> dict:
-    """Non-word rate (share of words) and subject kept (share of outputs) of a scored run."""
+    """Non-word rate (share of words), subject kept and stock phrases (shares of outputs) of a scored run."""
     return {"non_word_rate": round(float(stats["non_word"].mean()), 4),
-            "subject_kept": round(float(stats["subject_kept"].mean()), 4)}
+            "subject_kept": round(float(stats["subject_kept"].mean()), 4),
+            "stock_phrases": round(float(stats["stock"].mean()), 4)}
 
 
 def sweep_student(student, intents: list[str], task: str, commands: list[float], *, samples: int,
@@ -270,7 +272,7 @@ def summary_lines(result: dict) -> list[str]:
     nan = float("nan")
     lines = [f"{'task':<15} {'spearman':>8} {'pearson':>8} {'lenMAE':>7} {'gridMAE':>7} {'top rel':>8} "
              f"{'teacher':>8} {'top nov':>8} {'top div':>8} {'t div':>6} {'nonword':>8} {'t nonw':>7} "
-             f"{'subject':>8} {'t subj':>7}  top - teacher [95% CI]"]
+             f"{'subject':>8} {'t subj':>7} {'stock':>6} {'t stock':>7}  top - teacher [95% CI]"]
     for task, m in result["tasks"].items():
         t, top = m["teacher"] or {}, m["top"]
         lines.append(f"{task:<15} {m['spearman']:>8.3f} {m['pearson']:>8.3f} {m['length_mae']:>7.2f} "
@@ -279,7 +281,8 @@ def summary_lines(result: dict) -> list[str]:
                      f"{top['novelty_mean']:>8.3f} {top['diversity']:>8.3f} "
                      f"{t.get('diversity', nan):>6.3f} {top.get('non_word_rate', nan):>8.3f} "
                      f"{t.get('non_word_rate', nan):>7.3f} {top.get('subject_kept', nan):>8.3f} "
-                     f"{t.get('subject_kept', nan):>7.3f}  {format_difference(m.get('top_vs_teacher'))}")
+                     f"{t.get('subject_kept', nan):>7.3f} {top.get('stock_phrases', nan):>6.3f} "
+                     f"{t.get('stock_phrases', nan):>7.3f}  {format_difference(m.get('top_vs_teacher'))}")
     return lines + [f"goals: {GOALS}"]
 
 

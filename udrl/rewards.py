@@ -1,5 +1,5 @@
-"""Rewards of a teacher or student output for its intent: relevance, length, novelty, diversity, and the
-two checks of real language: non-word rate and subject kept.
+"""Rewards of a teacher or student output for its intent: relevance, length, novelty, diversity, the two
+checks of real language (non-word rate and subject kept), and stock phrases across intents.
 
 All functions take lists and work in batches; the sentence-transformers model is loaded once, offline.
 """
@@ -126,6 +126,25 @@ def non_word_rate(intents: Sequence[str], outputs: Sequence[str]) -> list[float]
         bad = sum(not (w in seen or is_english(w)) for w in out_words)
         rates.append(bad / len(out_words) if out_words else 0.0)
     return rates
+
+
+STOCK_WORDS = 4  # words of a stock phrase
+STOCK_SHARE = 0.10  # a phrase in the outputs of this share of the intents (and of at least 3) is stock
+
+
+def stock_phrases(intents: Sequence[str], outputs: Sequence[str]) -> list[bool]:
+    """Whether each output holds a stock phrase: a phrase of ``STOCK_WORDS`` words, none of them its intent's,
+    that the outputs of at least ``STOCK_SHARE`` of the distinct intents (and of 3) hold, whatever they ask
+    for ("bright pink and white" in a llama's and a radiator hose's image prompt). Diversity counts repeats
+    among one intent's outputs; this counts the scenery a model falls back on for every intent."""
+    phrases = [phrases_beyond(i, o, STOCK_WORDS) for i, o in zip(intents, outputs, strict=True)]
+    holders: dict[tuple[str, ...], set[str]] = {}
+    for intent, found in zip(intents, phrases):
+        for p in found:
+            holders.setdefault(p, set()).add(intent)
+    floor = max(3, STOCK_SHARE * len(set(intents)))
+    stock = {p for p, who in holders.items() if len(who) >= floor}
+    return [bool(found & stock) for found in phrases]
 
 
 def subject_kept(intents: Sequence[str], outputs: Sequence[str]) -> list[bool]:
