@@ -23,10 +23,11 @@ def test_evaluate_json_report_and_model_card(tiny_student, tmp_path):
         assert {"relevance_command", "relevance_mean", "relevance_std", "length_mean", "novelty_mean", "n"} <= set(
             m["sweep"][0])
         assert -1 <= m["spearman"] <= 1 and -1 <= m["pearson"] <= 1 and m["length_mae"] >= 0
-        language = {"non_word_rate", "subject_kept"}
+        language = {"non_word_rate", "subject_kept", "stock_phrases"}
         assert {"relevance_mean", "length_mean", "novelty_mean", "diversity"} | language <= set(m["teacher"])
         assert {"relevance_mean", "novelty_mean", "diversity"} | language <= set(m["top"])
         assert 0 <= m["top"]["non_word_rate"] <= 1 and 0 <= m["teacher"]["subject_kept"] <= 1
+        assert 0 <= m["top"]["stock_phrases"] <= 1
         assert m["sampling"] == {"temperature": 0.7, "top_p": 0.95, "guidance_scale": 1.0,
                                  "repetition_penalty": 1.0, "sibling_penalty": 1.0}  # no sampling.json
         diff = m["top_vs_teacher"]
