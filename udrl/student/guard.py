@@ -143,8 +143,9 @@ class WordGuard:
                 ranked = scores[b].argsort(descending=True).tolist()
                 # else one that repeats the word before; with no whole word within the budget, at least
                 # end on the beginning of one
-                rules = (lambda c: self._fits(row, c, last), lambda c: self.allows(row, c, last),
-                         lambda c: self.allows(row, c))
+                rules = (lambda c: self._fits(row, c, last), lambda c: self.allows(row, c, last))
+                if last:  # without the budget's end the last rule is the one before: tried only at the end
+                    rules += (lambda c: self.allows(row, c),)
                 t = next((c for rule in rules for c in ranked if rule(c)), t)
             token[b] = t
             self.advance(row, t)
