@@ -234,7 +234,7 @@ def build_demo() -> gr.Blocks:
                     word_guard = gr.Checkbox(value=True, label="Word guard (student)",
                                              info="Redraw tokens that would make a word neither common in English "
                                                   "nor in the intent, or repeat the word before; finish a subject word "
-                                                  "once begun",
+                                                  "once begun; do not end on an open phrase (\"for an\")",
                                              elem_id="word-guard")
             with gr.Row():
                 generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")

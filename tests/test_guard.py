@@ -66,6 +66,29 @@ def test_a_word_may_not_follow_itself():
     assert guard.repeats(0, 7) and not guard.repeats(0, 5)  # "cat ca" + "t" spells it whole, + "s" does not
 
 
+def test_an_output_may_not_end_on_a_word_that_leaves_its_phrase_open():
+    from udrl.lexicon import ends_phrase
+
+    assert not any(map(ends_phrase, ["for", "an", "their", "its", "unique", "old-fashioned", "b"]))
+    assert all(map(ends_phrase, ["sunrise", "you", "it", "I", "blue", "light", "design"]))
+    pieces = ["", " cake", " for", " an", " unique", ".", " B", " blue"]
+    guard = WordGuard(pieces, eos_id=0, intents=["plan B", "cake"])
+    assert not guard.dangles(0, 0)  # nothing written: the end is the model's to draw
+    for token, open_end in ((1, False), (2, True), (3, True), (4, True), (5, False), (6, False)):
+        guard.advance(0, token)
+        assert guard.dangles(0, 0) is open_end and not guard.dangles(0, 7), pieces[token]
+    other = WordGuard(pieces, eos_id=0, intents=["cake"])  # "B" is not this intent's word: a letter left over
+    other.advance(0, 6)
+    assert other.dangles(0, 0)
+    scores = torch.zeros(1, len(pieces))
+    scores[0, 0], scores[0, 7] = 5.0, 4.0
+    for token in (1, 2, 3):
+        other.advance(0, token)  # "... cake for an"
+    draws = iter([torch.tensor([0])] * 20)  # a sampler that keeps drawing the end: the likeliest word that fits stands
+    assert other.enforce(scores, torch.tensor([0]), torch.tensor([0]), torch.tensor([True]),
+                         lambda s: next(draws)).tolist() == [7]
+
+
 def test_guarded_student_writes_only_real_words_and_stays_deterministic(tiny_student):
     from udrl import rewards
     from udrl.lexicon import is_common, words

@@ -30,6 +30,14 @@ COMMON_ZIPF = 2.5
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
 
+# Words a phrase cannot end on: articles, possessives, prepositions, conjunctions ("a bright illustration for
+# an", "made from"). Not those that end idioms ("like never before", "all about", "here it is"). Listed by hand:
+# WordNet holds only nouns, verbs, adjectives and adverbs, and no installed library tags parts of speech.
+CLOSED_CLASS = frozenset("""a an the my your his her its our their whose of for with to in on at by from into onto
+under between as like than through across without among toward towards upon and or but nor because while if
+that which whether own very such every""".split())
+
+
 @dataclass(frozen=True)
 class Lemma:
     """One WordNet lemma: its text (spaces, original case), kind and word frequency (Zipf scale)."""
@@ -188,3 +196,20 @@ def is_english(word: str) -> bool:
     word = word.lower()
     base = word.split("'")[0]
     return base in _word_list() or zipf(word) >= ENGLISH_ZIPF
+
+
+@lru_cache(maxsize=1)
+def _adjectives_only() -> frozenset[str]:
+    """WordNet lemmas that are adjectives and nothing else ("unique", "old-fashioned", "various")."""
+    others = set()
+    for part in ("noun", "verb", "adv"):
+        others.update(tagged_uses(wordnet_dir() / f"index.{part}"))
+    return frozenset(set(tagged_uses(wordnet_dir() / "index.adj")) - others)
+
+
+def ends_phrase(word: str) -> bool:
+    """Whether a text may end on ``word``: not a closed-class word, a letter other than "I", or an adjective
+    that WordNet knows only as one, each of which leaves the phrase waiting for what follows."""
+    word = word.lower()
+    return not (word in CLOSED_CLASS or word.split("'")[0] in CLOSED_CLASS or (len(word) == 1 and word != "i")
+                or word in _adjectives_only())

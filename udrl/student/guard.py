@@ -19,6 +19,10 @@ Nor may a row write a word twice in a row ("tour tour", "Bend Bend Bend"): a tok
 being written spells the word before it, with only a space between, is drawn again like a non-word. The
 carry and the penalties exempt the intent's words, which a small model then tends to repeat.
 
+Nor may a row end on a word that leaves its phrase waiting (:func:`udrl.lexicon.ends_phrase`: "for an",
+"its own unique", "A Perfect Place for a B"): there the end token is drawn again, and the row goes on to
+finish the phrase. Words of the intent and a sentence's final stop may end an output.
+
 Written here rather than as a transformers ``LogitsProcessor``: checking all 4,096 tokens of every row at
 every step would cost more than the model's forward pass, while a check of the drawn token alone is a few
 string operations, and the student's decoders draw before they could filter.
@@ -33,12 +37,13 @@ from functools import lru_cache
 
 import torch
 
-from udrl.lexicon import common_words, is_common
+from udrl.lexicon import common_words, ends_phrase, is_common
 
 RETRIES = 8
 CARRY_BIAS = 3.0  # logits: about a 20-fold odds boost at temperature 1, more at the tuned temperatures
 _BREAK = re.compile(r"[^a-z]+")
 _REPEAT = re.compile(r"(?<![a-z])([a-z]+)\s+\1$")  # a word, a space, and the same word so far
+_LAST_WORD = re.compile(r"([a-z]+(?:'[a-z]+)?)([^a-z]*)$")  # the last word of a tail and what follows it
 _TAIL = 64  # characters of each row's output kept for the repeat check (longer than any two words)
 
 
@@ -108,8 +113,16 @@ class WordGuard:
         piece = None if token == self.eos_id else self.pieces[token]
         return piece is not None and _REPEAT.search(self.tail[row] + piece.lower()) is not None
 
+    def dangles(self, row: int, token: int) -> bool:
+        """Whether ``token`` ends row ``row`` on a word its phrase cannot end on."""
+        if token != self.eos_id:
+            return False
+        found = _LAST_WORD.search(self.tail[row])
+        return bool(found and not any(stop in found.group(2) for stop in ".!?")
+                    and found.group(1) not in self.own[row] and not ends_phrase(found.group(1)))
+
     def _fits(self, row: int, token: int, last: bool = False) -> bool:
-        return self.allows(row, token, last) and not self.repeats(row, token)
+        return self.allows(row, token, last) and not self.repeats(row, token) and not self.dangles(row, token)
 
     def advance(self, row: int, token: int) -> None:
         if token != self.eos_id:
@@ -141,8 +154,8 @@ class WordGuard:
                 tries += 1
             if tries == RETRIES and not self._fits(row, t, last):  # the likeliest token allowed, if any
                 ranked = scores[b].argsort(descending=True).tolist()
-                # else one that repeats the word before; with no whole word within the budget, at least
-                # end on the beginning of one
+                # else one that repeats the word before or leaves the phrase open; with no whole word within
+                # the budget, at least end on the beginning of one
                 rules = (lambda c: self._fits(row, c, last), lambda c: self.allows(row, c, last))
                 if last:  # without the budget's end the last rule is the one before: tried only at the end
                     rules += (lambda c: self.allows(row, c),)

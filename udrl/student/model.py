@@ -121,8 +121,9 @@ class Student:
         ``length`` in words (clamped to 5..60; default: the teacher's median for the task; sent as the
         token :meth:`length_command` picks for it). Sampling settings left at ``None`` take the
         checkpoint's values for the task (:meth:`sampling_for`). ``word_guard`` redraws tokens that would
-        leave real words or write a word twice in a row, and carries a begun subject word through
-        (:mod:`udrl.student.guard`; default: off, or on for a student from :meth:`with_word_guard`).
+        leave real words, write a word twice in a row or end on an open phrase ("for an"), and carries a
+        begun subject word through (:mod:`udrl.student.guard`; default: off, or on for a student from
+        :meth:`with_word_guard`).
         ``sibling_penalty`` keeps an intent's ``n`` outputs from repeating each other's token pairs
         (:mod:`udrl.student.variety`).
         """
