@@ -211,5 +211,4 @@ def ends_phrase(word: str) -> bool:
     """Whether a text may end on ``word``: not a closed-class word, a letter other than "I", or an adjective
     that WordNet knows only as one, each of which leaves the phrase waiting for what follows."""
     word = word.lower()
-    return not (word in CLOSED_CLASS or word.split("'")[0] in CLOSED_CLASS or (len(word) == 1 and word != "i")
-                or word in _adjectives_only())
+    return not (word.split("'")[0] in CLOSED_CLASS or (len(word) == 1 and word != "i") or word in _adjectives_only())

@@ -32,12 +32,11 @@ from udrl.feedback import held_out_intents
 from udrl.fluency import TeacherFluency
 
 PREFIX = "rollout"
-PHRASE_WORDS = 4
 
 
 class PhraseCap:
-    """Admits an output only while each of its phrases (``PHRASE_WORDS`` words, none of them an intent word)
-    has been admitted fewer than ``cap`` times; ``cap`` 0 admits everything."""
+    """Admits an output only while each of its phrases (:data:`udrl.rewards.STOCK_WORDS` words, none of them an
+    intent word) has been admitted fewer than ``cap`` times; ``cap`` 0 admits everything."""
 
     def __init__(self, cap: int):
         self.cap = cap
@@ -46,7 +45,7 @@ class PhraseCap:
     def admit(self, intent: str, text: str) -> bool:
         if not self.cap:
             return True
-        phrases = rewards.phrases_beyond(intent, text, PHRASE_WORDS)
+        phrases = rewards.phrases_beyond(intent, text, rewards.STOCK_WORDS)
         if any(self.seen[p] >= self.cap for p in phrases):
             return False
         self.seen.update(phrases)
