@@ -65,3 +65,14 @@ def test_stock_phrases_are_those_many_intents_share():
     # a phrase that holds the intent's words is its subject, not stock
     pink = ["pink and white cake", "pink and white dress", "pink and white roses"]
     assert rewards.stock_phrases(pink, [f"a {i} in a pink and white room" for i in pink]) == [False] * 3
+
+
+def test_a_word_written_twice_in_a_row_is_found_unless_the_intent_holds_it():
+    from udrl.train import usable
+
+    assert rewards.doubles_a_word("Rivera", "Rivera Rivera, a view of the coast")
+    assert rewards.doubles_a_word("New Haven", "New Haven haven; new haven poster")
+    assert not rewards.doubles_a_word("Bora Bora", "Bora Bora beach at dawn")
+    assert not rewards.doubles_a_word("cat", "a cat, cat food and the theme")
+    record = {"intent": "Rivera", "task": "headline", "output": "Rivera Rivera: A New Era", "flags": []}
+    assert not usable(record) and usable({**record, "output": "Rivera: A New Era"})

@@ -93,13 +93,13 @@ def test_phrase_cap_admits_a_stock_phrase_only_so_often():
 
 def test_train_counts_rollouts_among_augmented_records(tiny_student, tiny_corpus, tmp_path):
     """``train --augmented`` takes several folders; the model card counts the student's own records apart."""
-    from udrl.train import TrainConfig, train
+    from udrl.train import TrainConfig, train, usable
 
     from udrl.corpus import ShardWriter
 
     out = tmp_path / "rollouts"  # records as `rollouts` writes them
     writer = ShardWriter(out, prefix="rollout")
-    for record in load_corpus(tiny_corpus, split="train")[:20]:
+    for record in [r for r in load_corpus(tiny_corpus, split="train") if usable(r)][:20]:
         writer.write({**record, "id": record["id"] + "-rollout0", "source": "student"})
     writer.close()
     rolled = 20

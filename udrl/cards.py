@@ -54,6 +54,8 @@ def _stage_line(stage: dict, number: int | None) -> str:
             + (f" ({stage['word_sample_records']} of them the student's own outputs with invented words, from "
                "`python -m udrl rollouts --keep mistakes`, learnt from by the word loss alone)"
                if stage.get("word_sample_records") else "")
+            + (f"; with intent-word slots (the first {cfg['intent_slots']} subject words of an intent, each written as "
+               "one token)" if cfg.get("intent_slots") else "")
             + (f"; word loss {cfg['word_loss']:g} (minus the log of the probability given to the tokens the word "
                "guard allows, at each output position)" if cfg.get("word_loss") else "")
             + f", {stage['heldout_records']} held-out (test intents); AdamW, lr {cfg.get('lr')}, batch "
@@ -103,8 +105,10 @@ def write_model_card(directory: str | Path) -> Path:
         "A small GPT-2 distilled from SmolLM2-135M-Instruct (the offline teacher proxy) on design intents, "
         "steered with upside-down RL: the relevance and length it should achieve are *inputs*.",
         "",
-        "Prompt format: `<|task:T|><|rel:B|><|len:N|>intent<|sep|>` then the output until `<|endoftext|>`. "
-        "`udrl.json` holds the relevance bins per task and the supported command ranges.",
+        "Prompt format: `<|task:T|><|rel:B|><|len:N|>intent<|sep|>` then the output until `<|endoftext|>`"
+        + (" (with intent-word slots, each slot word of the intent is followed by its token: "
+           "` John<|w:1|> Cabot<|w:2|> statue<|w:3|>`)" if encoding and encoding.get("slots") else "")
+        + ". `udrl.json` holds the relevance bins per task and the supported command ranges.",
         "",
         "```python",
         "from udrl.student import load_student",
@@ -128,6 +132,10 @@ def write_model_card(directory: str | Path) -> Path:
                      "byte-level BPE fitted on the corpus") + ")"
                   + (", token embeddings initialised from the teacher's" if cfg.get("init_embeddings") == "teacher"
                      else "")]
+        if encoding and encoding.get("slots"):
+            lines += [f"- intent-word slots (`udrl.student.slots`): the intent's first {encoding['slots']} subject "
+                      "words are each marked in the prompt by a slot token, and the student writes such a word as "
+                      "its token, which decoding reads back as the word the intent spells"]
         stages = _stages(training)
         for number, stage in enumerate(stages, 1):
             lines += [_stage_line(stage, number if len(stages) > 1 else None)]

@@ -164,6 +164,8 @@ class TrainConfig:
     n_head: int = _arg(4, "attention heads")
     n_positions: int = _arg(128, "position table (prompt + output tokens)")
     relevance_bins: int = _arg(8, "relevance command tokens per task")
+    intent_slots: int = _arg(0, "subject words of an intent the student writes as one token each (intent-word "
+                                "slots, udrl.student.slots); 0: none, or those of the student continued")
     epochs: int = _arg(3, "passes over the training records")
     batch_size: int = _arg(64, "records per step")
     lr: float = _arg(3e-3, "peak learning rate (cosine schedule)")
@@ -188,6 +190,11 @@ class TrainConfig:
             raise ValueError("word_loss is a weight: 0 (off) or more")
         if self.word_samples and not self.word_loss:
             raise ValueError("word_samples are learnt from by the word loss alone: pass --word-loss too")
+        if self.intent_slots < 0:
+            raise ValueError("intent_slots is a count of words: 0 or more")
+        if self.word_loss and self.intent_slots:
+            raise ValueError("the word loss's rule does not read intent-word slots: pass one of --word-loss "
+                             "and --intent-slots")
         if self.word_loss and self.distil_guidance:
             raise ValueError("word_loss applies to the token loss; guidance distillation has its own (pass one)")
 

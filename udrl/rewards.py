@@ -16,6 +16,7 @@ import numpy as np
 
 RELEVANCE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _WORD = re.compile(r"[\w']+", re.UNICODE)
+_DOUBLED = re.compile(r"(?<![\w'])([\w']+)\s+\1(?![\w'])", re.IGNORECASE)
 _lock = threading.Lock()
 
 
@@ -34,6 +35,13 @@ def phrases_beyond(intent: str, text: str, n: int) -> set[tuple[str, ...]]:
     """The ``n``-word phrases of ``text`` that hold no word of ``intent``: what an output adds to its subject."""
     subject = set(words(intent))
     return {p for p in word_ngrams(text, n) if subject.isdisjoint(p)}
+
+
+def doubles_a_word(intent: str, output: str) -> bool:
+    """Whether ``output`` writes a word twice in a row, with only a space between ("tour tour", "Rivera
+    Rivera"), where ``intent`` does not ("Bora Bora")."""
+    allowed = {m.group(1).lower() for m in _DOUBLED.finditer(intent)}
+    return any(m.group(1).lower() not in allowed for m in _DOUBLED.finditer(output))
 
 
 def length(outputs: Sequence[str]) -> list[int]:

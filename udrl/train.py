@@ -33,6 +33,7 @@ from udrl import invocation
 from udrl.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, TrainConfig
 from udrl.student.encoding import ENCODING_FILE, EOS, PAD, CommandEncoding, prompt_text, training_text
 from udrl.corpus import load_corpus
+from udrl.rewards import doubles_a_word
 from udrl.tasks import echoes_example
 from udrl.student.decoding import guided_scores
 from udrl.student.guard import WordRule, own_words
@@ -40,10 +41,12 @@ from udrl.student.sampling import Sampling, load_sampling, save_sampling
 
 
 def usable(record: dict) -> bool:
-    """Records the student learns from: every reward level, but no refusals, empty answers or echoes of the
-    teacher's few-shot examples (:func:`udrl.tasks.echoes_example`)."""
+    """Records the student learns from: every reward level, but no refusals, empty answers, echoes of the
+    teacher's few-shot examples (:func:`udrl.tasks.echoes_example`) or outputs that write a word twice in a
+    row (:func:`udrl.rewards.doubles_a_word`: mostly an earlier student's rollouts, "New Haven Haven")."""
     return not ({"refusal", "empty"} & set(record.get("flags", []))
-                or echoes_example(record["task"], record["intent"], record["output"]))
+                or echoes_example(record["task"], record["intent"], record["output"])
+                or doubles_a_word(record["intent"], record["output"]))
 
 
 def build_tokenizer(texts: list[str], encoding: CommandEncoding, vocab_size: int):
@@ -178,6 +181,8 @@ def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
             encoding = CommandEncoding.load(cfg.init)
         else:
             encoding = CommandEncoding.fit(train_records, bins=cfg.relevance_bins)
+        if cfg.intent_slots:  # the slot tokens are added to the tokenizer with the command tokens
+            encoding.slots = cfg.intent_slots
         if cfg.init:
             _, tokenizer = load_pretrained(cfg.init, encoding)
         elif cfg.tokenizer == "teacher":
@@ -196,12 +201,31 @@ def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
         encoding.save(state / "assets")
         tokenizer.save_pretrained(state / "assets")
     model = load_pretrained(cfg.init, encoding)[0] if cfg.init else new_model(cfg, tokenizer)
+    if cfg.init and encoding.slots:
+        _start_new_slot_forms(model, tokenizer, cfg.init, encoding.slots)
     if not cfg.init and cfg.init_embeddings == "teacher":
         from udrl.student.transfer import projected_embeddings
 
         with torch.no_grad():  # the output head is tied to these rows
             model.transformer.wte.weight.copy_(projected_embeddings(tokenizer, cfg.n_embd, seed=cfg.seed))
     return encoding, tokenizer, model
+
+
+def _start_new_slot_forms(model, tokenizer, init: str, slots: int) -> None:
+    """A slot token that the continued student at ``init`` did not have starts from the embedding of its
+    word's as-written form where that one was trained (the same word), not from the mean embedding
+    ``resize_token_embeddings`` gives a new token."""
+    from udrl.student.slots import FORMS, slot_token
+
+    trained = json.loads(Path(init, "config.json").read_text())["vocab_size"]
+    vocab, rows = tokenizer.get_vocab(), model.get_input_embeddings().weight
+    with torch.no_grad():  # the output head is tied to these rows
+        for k in range(1, slots + 1):
+            source = vocab[slot_token(k)]
+            for form in FORMS:
+                target = vocab[slot_token(k, form)]
+                if target >= trained > source:
+                    rows[target] = rows[source]
 
 
 def guided_sampling(init: str | None) -> dict[str, Sampling]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from udrl.config import LENGTH_COMMAND_RANGE
+from udrl.student.slots import delexicalised, marked_intent, slot_tokens, slot_words
 from udrl.tasks import TASK_NAMES
 
 ENCODING_FILE = "udrl.json"
@@ -50,6 +51,8 @@ class CommandEncoding:
     # 1: the intent follows the command tokens directly; 2: after a space, so that each intent word is
     # the same BPE token as the word inside an output (" cat", not "cat"), which makes copying it easier
     version: int = 1
+    # intent-word slots (:mod:`udrl.student.slots`): 0, or how many subject words of an intent get a token
+    slots: int = 0
 
     @classmethod
     def fit(cls, records: Sequence[dict], bins: int = 10) -> CommandEncoding:
@@ -124,13 +127,15 @@ class CommandEncoding:
 
     def intent_text(self, intent: str) -> str:
         """The intent as it follows the command tokens in this encoding's prompt format."""
+        if self.slots:
+            intent = marked_intent(intent.strip(), self.slots)
         return " " + intent.strip() if self.version >= 2 else intent
 
     def special_tokens(self) -> list[str]:
         """Every control token, in a fixed order (tokenizers add them with these ids)."""
         return ([PAD, SEP] + [task_token(t) for t in TASK_NAMES]
                 + [relevance_token(b) for b in range(self.relevance_bins)]
-                + [length_token(n) for n in range(LENGTH_MIN, LENGTH_MAX + 1)])
+                + [length_token(n) for n in range(LENGTH_MIN, LENGTH_MAX + 1)] + slot_tokens(self.slots))
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
@@ -148,7 +153,10 @@ def training_text(encoding: CommandEncoding, record: dict) -> tuple[str, str]:
     """(prompt, completion) of a record relabelled with what it achieved (hindsight)."""
     r = record["rewards"]
     prompt = prompt_text(encoding, record["intent"], record["task"], r["relevance"], r["length"])
-    return prompt, " " + record["output"] + EOS
+    output = " " + record["output"]
+    if encoding.slots:
+        output = delexicalised(output, slot_words(record["intent"], encoding.slots))
+    return prompt, output + EOS
 
 
 def prompt_text(encoding: CommandEncoding, intent: str, task: str, relevance: float, length: float) -> str:

@@ -34,10 +34,14 @@ import bisect
 import copy
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 
 from udrl.lexicon import common_words, ends_phrase, is_common
+
+if TYPE_CHECKING:
+    from udrl.student.slots import Slots
 
 RETRIES = 8
 CARRY_BIAS = 3.0  # logits: about a 20-fold odds boost at temperature 1, more at the tuned temperatures
@@ -71,8 +75,11 @@ class WordGuard:
     allowed)."""
 
     def __init__(self, pieces: list[str], eos_id: int, intents: list[str],
-                 spellings: dict[str, list[int]] | None = None):
+                 spellings: dict[str, list[int]] | None = None, slots: Slots | None = None):
         self.pieces, self.eos_id = pieces, eos_id
+        # the text of each slot token (:mod:`udrl.student.slots`) in each row: the row's intent word
+        by_intent = {intent: slots.pieces(intent) if slots is not None else {} for intent in set(intents)}
+        self.slot_pieces = [by_intent[intent] for intent in intents]
         self.own = [own_words(intent) for intent in intents]
         self.open = [""] * len(intents)  # the letters of the word each row has begun and not ended
         spellings = _spellings(pieces) if spellings is None else spellings
@@ -82,16 +89,20 @@ class WordGuard:
         self.tail = [""] * len(intents)  # the end of each row's output, lower-cased
 
     @classmethod
-    def for_rows(cls, tokenizer, eos_id: int, intents: list[str]) -> WordGuard:
-        return cls(_pieces(tokenizer), eos_id, intents, _tokenizer_spellings(tokenizer))
+    def for_rows(cls, tokenizer, eos_id: int, intents: list[str], slots: Slots | None = None) -> WordGuard:
+        return cls(_pieces(tokenizer), eos_id, intents, _tokenizer_spellings(tokenizer), slots)
 
     def slice(self, start: int, stop: int) -> WordGuard:
         """The guard of rows ``start:stop`` (a decoding shard)."""
         part = copy.copy(self)
         part.own, part.open = self.own[start:stop], self.open[start:stop]
         part.carry, part.written = self.carry[start:stop], self.written[start:stop]
-        part.tail = self.tail[start:stop]
+        part.tail, part.slot_pieces = self.tail[start:stop], self.slot_pieces[start:stop]
         return part
+
+    def _piece(self, row: int, token: int) -> str | None:
+        """The text ``token`` adds to row ``row``'s output (None: a token never part of an output)."""
+        return self.slot_pieces[row].get(token, self.pieces[token])
 
     def _real(self, row: int, word: str) -> bool:
         return word in self.own[row] or _whole(word)
@@ -101,16 +112,17 @@ class WordGuard:
         budget: its last word is whole)."""
         if token == self.eos_id:
             return not self.open[row] or self._real(row, self.open[row])
-        if self.pieces[token] is None:  # a command or padding token: never part of an output
+        piece = self._piece(row, token)
+        if piece is None:  # a command or padding token, or a slot with no word: never part of an output
             return False
-        *done, left = _BREAK.split(self.open[row] + self.pieces[token].lower())
+        *done, left = _BREAK.split(self.open[row] + piece.lower())
         if not all(not w or self._real(row, w) for w in done):
             return False
         return not left or (self._real(row, left) if last else starts_word(left, self.own[row]))
 
     def repeats(self, row: int, token: int) -> bool:
         """Whether ``token`` makes the word row ``row`` is writing spell the word just before it."""
-        piece = None if token == self.eos_id else self.pieces[token]
+        piece = None if token == self.eos_id else self._piece(row, token)
         return piece is not None and _REPEAT.search(self.tail[row] + piece.lower()) is not None
 
     def dangles(self, row: int, token: int) -> bool:
@@ -126,9 +138,10 @@ class WordGuard:
 
     def advance(self, row: int, token: int) -> None:
         if token != self.eos_id:
-            *done, self.open[row] = _BREAK.split(self.open[row] + self.pieces[token].lower())
+            piece = (self._piece(row, token) or "").lower()
+            *done, self.open[row] = _BREAK.split(self.open[row] + piece)
             self.written[row].update(done)
-            self.tail[row] = (self.tail[row] + self.pieces[token].lower())[-_TAIL:]
+            self.tail[row] = (self.tail[row] + piece)[-_TAIL:]
 
     def steer(self, scores: torch.Tensor, rows: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         """``scores`` with ``CARRY_BIAS`` added, in each live row that has begun a subject word it has not

@@ -19,6 +19,7 @@ import torch
 
 from udrl.config import MAX_INTENT_CHARS
 from udrl.student.encoding import EOS, PAD, SEP, CommandEncoding
+from udrl.student.slots import Slots
 from udrl.student.sampling import LengthCalibration, Sampling, load_length_calibration, load_sampling
 
 
@@ -69,6 +70,7 @@ class Student:
                 atexit.register(self.single.close)
             except (ValueError, OSError) as err:  # decoding still works, batched on PyTorch
                 warnings.warn(f"llama.cpp cannot load {gguf_path} ({err}); decoding with PyTorch", stacklevel=2)
+        self.slots = Slots(tokenizer, encoding.slots)
         self.eos_id = tokenizer.convert_tokens_to_ids(EOS)
         self.pad_id = tokenizer.convert_tokens_to_ids(PAD)
         self.parameters = sum(p.numel() for p in model.parameters())
@@ -146,7 +148,8 @@ class Student:
         if word_guard:
             from udrl.student.guard import WordGuard
 
-            guard["guard"] = WordGuard.for_rows(self.tokenizer, self.eos_id, [i for i in intents for _ in range(n)])
+            guard["guard"] = WordGuard.for_rows(self.tokenizer, self.eos_id, [i for i in intents for _ in range(n)],
+                                                self.slots)
         decoder = self.single if self.single is not None and len(prompts) == 1 else self.fast
         token_lists = decoder.generate(prompts, max_new_tokens, self.eos_id, self.pad_id,
                                        temperature=sampling.temperature, top_p=sampling.top_p,
@@ -154,7 +157,7 @@ class Student:
                                        guidance_scale=sampling.guidance_scale,
                                        repetition_penalty=sampling.repetition_penalty, group=n,
                                        sibling_penalty=sampling.sibling_penalty, **guard)
-        texts = self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
+        texts = [self.slots.decode(ids, intents[i // n]) for i, ids in enumerate(token_lists)]
         elapsed_ms = (time.perf_counter() - started) * 1000
         command = {"task": task, "relevance": rel, "length": words, "length_token": sent}
         settings = {**asdict(sampling), "word_guard": bool(word_guard)}
