@@ -16,7 +16,7 @@ def _pair(store, intent, a, b, task="headline", **where):
 
 def test_feedback_export_then_train_reads_it(tmp_path, tiny_corpus, capsys):
     from udrl.__main__ import main
-    from udrl.train import train
+    from udrl.train import train, usable
 
     assert FeedbackConfig().ratings == DEFAULT_DB
     store = RatingStore(tmp_path / "ratings.sqlite")
@@ -60,7 +60,7 @@ def test_feedback_export_then_train_reads_it(tmp_path, tiny_corpus, capsys):
     info = train(TrainConfig(corpus=str(tiny_corpus), feedback=str(out), out=str(checkpoint),
                              state_dir=str(tmp_path / "state"), vocab_size=400, n_layer=1, n_embd=16, n_head=2,
                              epochs=1, batch_size=16, max_steps=2, progress=False))
-    corpus_train = len(load_corpus(tiny_corpus, split="train"))
+    corpus_train = sum(map(usable, load_corpus(tiny_corpus, split="train")))
     assert info["feedback_records"] == 2 and info["train_records"] == corpus_train + 2
     assert json.loads((checkpoint / "training.json").read_text())["feedback_records"] == 2
     card = (checkpoint / "README.md").read_text()

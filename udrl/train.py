@@ -217,7 +217,10 @@ def _start_new_slot_forms(model, tokenizer, init: str, slots: int) -> None:
     ``resize_token_embeddings`` gives a new token."""
     from udrl.student.slots import FORMS, slot_token
 
-    trained = json.loads(Path(init, "config.json").read_text())["vocab_size"]
+    config = Path(init, "config.json")
+    if not config.is_file():  # a hub id: every slot token is new
+        return
+    trained = json.loads(config.read_text())["vocab_size"]
     vocab, rows = tokenizer.get_vocab(), model.get_input_embeddings().weight
     with torch.no_grad():  # the output head is tied to these rows
         for k in range(1, slots + 1):

@@ -5,9 +5,10 @@ copies such pieces out of order ("Cabotabot", "Holmesmes"). With slots, the k-th
 (:func:`udrl.intents.subject_words`, at most ``CommandEncoding.slots`` of them) is marked in the prompt by a
 token ``<|w:k|>`` written right after the word, so that the token's state has read the word; the output
 writes the word as that token (``<|W:k|>``: with a capital first letter, for title case; ``<|l:k|>``: in
-lower case), and decoding puts back the word as the intent spells it (or in that form). This is delexicalisation, as in task-oriented language generation
-(Wen et al., 2015), with slots numbered by their place in the intent instead of typed. An inflection the
-word takes in the output ("llamas") follows its slot as ordinary tokens.
+lower case), and decoding puts back the word as the intent spells it (or in that form). This is
+delexicalisation, as in task-oriented language generation (Wen et al., 2015), with slots numbered by their
+place in the intent instead of typed. An inflection the word takes in the output ("llamas") follows its slot
+as ordinary tokens.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ def slot_tokens(slots: int) -> list[str]:
             + [slot_token(k, "l") for k in range(1, slots + 1)])
 
 
+def _first(word: str, text: str, flags: int = 0) -> re.Match | None:
+    """The first occurrence of ``word`` in ``text`` as a whole word."""
+    return re.search(rf"(?<!{_LETTER}){re.escape(word)}(?!{_LETTER})", text, flags)
+
+
 def slot_words(intent: str, slots: int) -> list[str]:
     """The intent's first ``slots`` subject words, spelt as the intent spells them."""
     words = []
     for word in subject_words(intent)[:slots]:
-        found = re.search(rf"(?<!{_LETTER}){re.escape(word)}(?!{_LETTER})", intent, re.IGNORECASE)
+        found = _first(word, intent, re.IGNORECASE)
         words.append(found.group(0) if found else word)
     return words
 
@@ -48,7 +54,7 @@ def slot_words(intent: str, slots: int) -> list[str]:
 def marked_intent(intent: str, slots: int) -> str:
     """The intent with each slot word's first occurrence followed by its slot token."""
     for k, word in reversed(list(enumerate(slot_words(intent, slots), start=1))):
-        found = re.search(rf"(?<!{_LETTER}){re.escape(word)}(?!{_LETTER})", intent)
+        found = _first(word, intent)
         if found:
             intent = intent[: found.end()] + slot_token(k) + intent[found.end():]
     return intent
