@@ -14,6 +14,7 @@ def test_slot_words_are_the_subject_words_as_the_intent_spells_them():
     assert slot_words("John Cabot statue poster", 2) == ["John", "Cabot"]
     assert marked_intent("a llama wearing sunglasses", 6) == "a llama<|w:1|> wearing sunglasses<|w:2|>"
     assert marked_intent("llama llama poster", 6) == "llama<|w:1|> llama poster"  # the first occurrence only
+    assert slot_words("résumé template for a café owner", 6) == ["template", "owner"]  # no pieces of words
 
 
 def test_outputs_write_slot_words_as_their_tokens_and_keep_other_spellings():
@@ -74,6 +75,9 @@ def test_a_student_trained_with_slots_writes_them_back(tiny_corpus, tmp_path):
     train(TrainConfig(corpus=str(tiny_corpus), out=str(continued), state_dir=str(tmp_path / "state2"),
                       init=str(out), max_steps=2, batch_size=16, lr=1e-3, progress=False))
     assert json.loads((continued / "udrl.json").read_text())["slots"] == 3  # kept when continued
+    with pytest.raises(ValueError, match="may not lower"):
+        train(TrainConfig(corpus=str(tiny_corpus), out=str(tmp_path / "fewer"), state_dir=str(tmp_path / "state3"),
+                          init=str(out), intent_slots=2, max_steps=1, progress=False))
 
 
 def test_slots_and_the_word_loss_are_not_combined():

@@ -38,7 +38,7 @@ def phrases_beyond(intent: str, text: str, n: int) -> set[tuple[str, ...]]:
 
 
 def doubles_a_word(intent: str, output: str) -> bool:
-    """Whether ``output`` writes a word twice in a row, with only a space between ("tour tour", "Rivera
+    """Whether ``output`` writes a word twice in a row, with only white space between ("tour tour", "Rivera
     Rivera"), where ``intent`` does not ("Bora Bora")."""
     allowed = {m.group(1).lower() for m in _DOUBLED.finditer(intent)}
     return any(m.group(1).lower() not in allowed for m in _DOUBLED.finditer(output))

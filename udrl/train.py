@@ -182,6 +182,9 @@ def _prepare_assets(cfg: TrainConfig, state: Path, train_records: list[dict]):
         else:
             encoding = CommandEncoding.fit(train_records, bins=cfg.relevance_bins)
         if cfg.intent_slots:  # the slot tokens are added to the tokenizer with the command tokens
+            if cfg.intent_slots < encoding.slots:  # the continued model writes the slots it has
+                raise ValueError(f"{cfg.init} writes {encoding.slots} intent-word slots: --intent-slots may not "
+                                 f"lower that to {cfg.intent_slots}")
             encoding.slots = cfg.intent_slots
         if cfg.init:
             _, tokenizer = load_pretrained(cfg.init, encoding)

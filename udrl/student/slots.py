@@ -43,12 +43,10 @@ def _first(word: str, text: str, flags: int = 0) -> re.Match | None:
 
 
 def slot_words(intent: str, slots: int) -> list[str]:
-    """The intent's first ``slots`` subject words, spelt as the intent spells them."""
-    words = []
-    for word in subject_words(intent)[:slots]:
-        found = _first(word, intent, re.IGNORECASE)
-        words.append(found.group(0) if found else word)
-    return words
+    """The intent's first ``slots`` subject words, spelt as the intent spells them; a piece of a word with
+    other letters ("sum" of "résumé") is none."""
+    found = (_first(word, intent, re.IGNORECASE) for word in subject_words(intent))
+    return [match.group(0) for match in found if match][:slots]
 
 
 def marked_intent(intent: str, slots: int) -> str:
