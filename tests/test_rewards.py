@@ -29,6 +29,12 @@ def test_novelty_length_and_diversity():
     assert rewards.length(["one two  three"]) == [3]
     assert rewards.diversity(["a b c", "a b c"]) == 0.5
     assert rewards.diversity(["a b c", "d e f"]) == 1.0
+    # beyond the intent: the pairs that hold a word of it do not count, the rest still do
+    same_subject = ["Lost cat: come home", "Lost cat: reward offered"]
+    assert rewards.diversity(same_subject) == 5 / 6
+    assert rewards.diversity(same_subject, beyond="lost cat") == 1.0
+    assert rewards.diversity(["lost cat: come home", "lost cat: come home"], beyond="lost cat") == 0.5
+    assert rewards.diversity(["lost cat"], beyond="lost cat") == 1.0  # nothing beyond the subject
     assert rewards.relevance([], []) == []
 
 

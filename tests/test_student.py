@@ -20,6 +20,9 @@ def test_encoding_bins_are_monotone_and_saved(tmp_path):
     lo, hi = enc.relevance_range["headline"]
     assert enc.clamp_relevance("headline", 5.0) == hi and enc.clamp_relevance("headline", -5.0) == lo
     assert enc.clamp_relevance("headline", float("nan")) == enc.relevance_median["headline"]
+    steps = enc.relevance_steps("headline")  # a sweep's commands: the range's ends, one per token between
+    assert steps[0] == lo and steps[-1] == hi and steps == sorted(steps)
+    assert [enc.relevance_bin("headline", v) for v in steps] == list(range(5))
     assert [enc.clamp_length(x) for x in (5, 33.4, 60)] == [5, 33, 60]
     with pytest.raises(ValueError, match="not supported"):
         enc.prefix("poem", 0.5, 10)

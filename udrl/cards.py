@@ -184,11 +184,13 @@ def write_model_card(directory: str | Path) -> Path:
                   "Length MAE: commands 8 to 40 within the task's supported length range; grid MAE: commands "
                   "8, 16, 24, 32, 40 for every task. Stock phrases: the share of top-command outputs that hold a "
                   "4-word phrase, none of its words the intent's, found in the outputs of 10 % of the intents or "
-                  "more (`udrl.rewards.stock_phrases`).", "",
+                  "more (`udrl.rewards.stock_phrases`). Diversity is distinct-2 over an intent's samples; beyond "
+                  "the intent, only the word pairs that hold none of the intent's words count.", "",
                   "| task | spearman | pearson | length MAE | grid MAE | top-command relevance | teacher relevance "
                   "| top - teacher, 95 % CI over intents | top novelty | top diversity | teacher diversity "
+                  "| diversity beyond the intent (teacher) "
                   "| non-word rate (teacher) | subject kept (teacher) | stock phrases (teacher) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for task, m in metrics.get("tasks", {}).items():
             teacher, top = m.get("teacher") or {}, m["top"]
 
@@ -200,6 +202,7 @@ def write_model_card(directory: str | Path) -> Path:
                          f"{top['relevance_mean']:.3f} | {teacher.get('relevance_mean', float('nan')):.3f} | "
                          f"{format_difference(m.get('top_vs_teacher'))} | {top['novelty_mean']:.3f} | "
                          f"{top['diversity']:.3f} | {teacher.get('diversity', float('nan')):.3f} | "
+                         f"{pair('diversity_beyond_intent')} | "
                          f"{pair('non_word_rate')} | {pair('subject_kept')} | {pair('stock_phrases')} |")
     if bench:
         machine = f"{bench.get('cpu_count', 2)} CPU cores" + (f", {bench['cpu']}" if bench.get("cpu") else "")

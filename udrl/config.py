@@ -18,7 +18,6 @@ LENGTH_GRID = (8, 16, 24, 32, 40)  # the length commands every task is measured 
 MAX_INTENT_CHARS = 500  # the longest intent the app, the API and the student accept
 TEACHER_TEMPERATURE, TEACHER_TOP_P = 0.7, 0.95  # how the teacher samples when compared with the student
 DEFAULT_TEMPERATURE, DEFAULT_TOP_P = 0.7, 0.95  # the student's sampling when its checkpoint has no settings
-RELEVANCE_STEPS = 6  # relevance commands swept over a task's supported range
 TUNING_WINDOW = (60, 80)  # (skip, count): the test intents `tune` chooses settings on, past `evaluate`'s first ones
 
 

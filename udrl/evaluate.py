@@ -11,7 +11,7 @@ import numpy as np
 from scipy.stats import bootstrap, pearsonr, spearmanr
 
 from udrl import invocation, rewards
-from udrl.config import (LENGTH_COMMAND_RANGE, LENGTH_GRID, RELEVANCE_STEPS, TEACHER_TEMPERATURE, TEACHER_TOP_P,
+from udrl.config import (LENGTH_COMMAND_RANGE, LENGTH_GRID, TEACHER_TEMPERATURE, TEACHER_TOP_P,
                          EvaluateConfig, task_list)
 from udrl.corpus import read_intents
 from udrl.student.sampling import SAMPLING_FILE, read_sampling_record
@@ -51,7 +51,9 @@ def _stats(intents: list[str], groups: list[list[str]]) -> dict:
     nov = np.array(rewards.novelty(flat_intents, flat))
     ends = np.cumsum([len(g) for g in groups])[:-1]
     by_intent = np.array([part.mean() if len(part) else np.nan for part in np.split(rel, ends)])
+    beyond = float(np.mean([rewards.diversity(g, beyond=i) for i, g in zip(intents, groups)])) if groups else 0.0
     return {"relevance": rel, "length": lengths, "novelty": nov, "diversity": _group_diversity(groups),
+            "diversity_beyond_intent": beyond,
             "non_word": np.array(rewards.non_word_rate(flat_intents, flat)),
             "subject_kept": np.array(rewards.subject_kept(flat_intents, flat), dtype=float),
             "stock": np.array(rewards.stock_phrases(flat_intents, flat), dtype=float),
@@ -59,8 +61,10 @@ def _stats(intents: list[str], groups: list[list[str]]) -> dict:
 
 
 def _language(stats: dict) -> dict:
-    """Non-word rate (share of words), subject kept and stock phrases (shares of outputs) of a scored run."""
+    """Non-word rate (share of words), subject kept and stock phrases (shares of outputs) of a scored run, and
+    its diversity beyond the intent's words (:func:`udrl.rewards.diversity`)."""
     return {"non_word_rate": round(float(stats["non_word"].mean()), 4),
+            "diversity_beyond_intent": round(stats["diversity_beyond_intent"], 4),
             "subject_kept": round(float(stats["subject_kept"].mean()), 4),
             "stock_phrases": round(float(stats["stock"].mean()), 4)}
 
@@ -87,9 +91,10 @@ def sweep_student(student, intents: list[str], task: str, commands: list[float],
     return results
 
 
-def relevance_commands(student, task: str, steps: int = RELEVANCE_STEPS) -> list[float]:
-    lo, hi = student.encoding.relevance_range[task]
-    return [round(float(x), 4) for x in np.linspace(lo, hi, steps)]
+def relevance_commands(student, task: str) -> list[float]:
+    """The relevance commands a sweep sends: one per relevance token of the task (its range's ends and the
+    middle of each bin between), so that no two steps send the model the same command."""
+    return student.encoding.relevance_steps(task)
 
 
 def relevance_control(student, intents: list[str], task: str, samples: int, seed: int, progress: bool = False,
@@ -271,7 +276,8 @@ GOALS = (f"spearman >= {SPEARMAN_GOAL:g}, pearson >= {PEARSON_GOAL:g}, length MA
 def summary_lines(result: dict) -> list[str]:
     nan = float("nan")
     lines = [f"{'task':<15} {'spearman':>8} {'pearson':>8} {'lenMAE':>7} {'gridMAE':>7} {'top rel':>8} "
-             f"{'teacher':>8} {'top nov':>8} {'top div':>8} {'t div':>6} {'nonword':>8} {'t nonw':>7} "
+             f"{'teacher':>8} {'top nov':>8} {'top div':>8} {'t div':>6} {'div+':>6} {'t div+':>6} {'nonword':>8} "
+             f"{'t nonw':>7} "
              f"{'subject':>8} {'t subj':>7} {'stock':>6} {'t stock':>7}  top - teacher [95% CI]"]
     for task, m in result["tasks"].items():
         t, top = m["teacher"] or {}, m["top"]
@@ -279,11 +285,13 @@ def summary_lines(result: dict) -> list[str]:
                      f"{m['length_mae_grid']:>7.2f} "
                      f"{top['relevance_mean']:>8.3f} {t.get('relevance_mean', nan):>8.3f} "
                      f"{top['novelty_mean']:>8.3f} {top['diversity']:>8.3f} "
-                     f"{t.get('diversity', nan):>6.3f} {top.get('non_word_rate', nan):>8.3f} "
+                     f"{t.get('diversity', nan):>6.3f} {top.get('diversity_beyond_intent', nan):>6.3f} "
+                     f"{t.get('diversity_beyond_intent', nan):>6.3f} {top.get('non_word_rate', nan):>8.3f} "
                      f"{t.get('non_word_rate', nan):>7.3f} {top.get('subject_kept', nan):>8.3f} "
                      f"{t.get('subject_kept', nan):>7.3f} {top.get('stock_phrases', nan):>6.3f} "
                      f"{t.get('stock_phrases', nan):>7.3f}  {format_difference(m.get('top_vs_teacher'))}")
-    return lines + [f"goals: {GOALS}"]
+    return lines + ["div+: diversity beyond the intent's words (distinct-2 of the bigrams that hold none)",
+                    f"goals: {GOALS}"]
 
 
 def format_difference(diff: dict | None) -> str:

@@ -102,6 +102,16 @@ class CommandEncoding:
         reference = self.reference_relevance(task, value)
         return None if self.relevance_bin(task, reference) == self.relevance_bin(task, value) else reference
 
+    def relevance_steps(self, task: str) -> list[float]:
+        """One relevance command per token the task's range reaches, low to high: the range's ends and the
+        middle of each bin between them. Two commands in one bin send the model the same token, so a sweep
+        or a slider step between them changes nothing but the guidance reference."""
+        self.check_task(task)
+        lo, hi = self.relevance_range[task]
+        edges = sorted({e for e in self.relevance_edges[task] if lo < e < hi})
+        inner = [round((a + b) / 2, 4) for a, b in zip(edges, edges[1:])]
+        return [lo, *inner, hi]
+
     def relevance_bin(self, task: str, value: float) -> int:
         """Bin index (0 = least relevant) of a relevance value for ``task``."""
         self.check_task(task)
