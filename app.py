@@ -115,7 +115,11 @@ def steer(intent, task, relevance, length, n, seed, temperature=TEACHER_TEMPERAT
     rows, m = run_student(req)
     cmd = m["command"]
     sent = "" if cmd["length_token"] == cmd["length"] else f" (sent as length token {cmd['length_token']})"
-    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}, length {cmd['length']}{sent}; "
+    # commands within one relevance bin send the model the same token: say which, so a step that changes
+    # little is explained
+    token = f" (relevance token {cmd['relevance_token'] + 1} of {MODELS.student.encoding.relevance_bins})"
+    summary = (_side_md("Student", m) + f"\n\ncommand: relevance {cmd['relevance']:.3f}{token}, length "
+               f"{cmd['length']}{sent}; "
                + _sampling_md(req, m) + _notes_md(req))
     return rows, summary
 

@@ -76,6 +76,9 @@ def test_steer_says_which_length_token_a_calibrated_request_was_sent_as(app, mon
     monkeypatch.setattr(app.MODELS.student, "length_calibration", calibration)
     _, summary = app.steer("holiday sale", "image_prompt", 0.5, 25, 1, 0)
     assert "length 25 (sent as length token 23)" in summary  # 20 + 10 * 3/11 = 22.7 -> 23
+    encoding = app.MODELS.student.encoding
+    token = encoding.relevance_bin("image_prompt", encoding.clamp_relevance("image_prompt", 0.5)) + 1
+    assert f"(relevance token {token} of {encoding.relevance_bins})" in summary
 
 
 def test_sweep_returns_two_figures(app):

@@ -159,7 +159,8 @@ class Student:
                                        sibling_penalty=sampling.sibling_penalty, **guard)
         texts = [self.slots.decode(ids, intents[i // n]) for i, ids in enumerate(token_lists)]
         elapsed_ms = (time.perf_counter() - started) * 1000
-        command = {"task": task, "relevance": rel, "length": words, "length_token": sent}
+        command = {"task": task, "relevance": rel, "relevance_token": enc.relevance_bin(task, rel), "length": words,
+                   "length_token": sent}
         settings = {**asdict(sampling), "word_guard": bool(word_guard)}
         outs = [StudentOutput(t.strip(), elapsed_ms / len(prompts), len(ids), command, settings)
                 for t, ids in zip(texts, token_lists)]
