@@ -38,9 +38,10 @@ def _finite(x: float) -> float:
     return float(x) if np.isfinite(x) else 0.0
 
 
-def _group_diversity(groups: list[list[str]]) -> float:
-    """Mean distinct-2 over the samples of each intent."""
-    return float(np.mean([rewards.diversity(g) for g in groups])) if groups else 0.0
+def _group_diversity(groups: list[list[str]], intents: list[str] | None = None) -> float:
+    """Mean distinct-2 over the samples of each intent; given the ``intents``, beyond their words."""
+    beyond = intents or [None] * len(groups)
+    return float(np.mean([rewards.diversity(g, beyond=i) for g, i in zip(groups, beyond)])) if groups else 0.0
 
 
 def _stats(intents: list[str], groups: list[list[str]]) -> dict:
@@ -51,9 +52,8 @@ def _stats(intents: list[str], groups: list[list[str]]) -> dict:
     nov = np.array(rewards.novelty(flat_intents, flat))
     ends = np.cumsum([len(g) for g in groups])[:-1]
     by_intent = np.array([part.mean() if len(part) else np.nan for part in np.split(rel, ends)])
-    beyond = float(np.mean([rewards.diversity(g, beyond=i) for i, g in zip(intents, groups)])) if groups else 0.0
     return {"relevance": rel, "length": lengths, "novelty": nov, "diversity": _group_diversity(groups),
-            "diversity_beyond_intent": beyond,
+            "diversity_beyond_intent": _group_diversity(groups, intents),
             "non_word": np.array(rewards.non_word_rate(flat_intents, flat)),
             "subject_kept": np.array(rewards.subject_kept(flat_intents, flat), dtype=float),
             "stock": np.array(rewards.stock_phrases(flat_intents, flat), dtype=float),
