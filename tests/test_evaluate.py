@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from udrl.config import EvaluateConfig
-from udrl.evaluate import evaluate, paired_difference, summary_lines, write_report
+from udrl.evaluate import _diversity_beyond, evaluate, paired_difference, summary_lines, write_report
 from udrl.cards import write_model_card
 
 
@@ -122,3 +122,11 @@ def test_bench_reports_a_worker_that_cannot_start(tiny_student, tmp_path):
     with pytest.raises(RuntimeError, match="benchmark worker _TeacherRunner exited"):
         run_bench(str(tiny_student), str(intents), task="headline", prompts=1, batch_size=2,
                   teachers=("no-such-backend",))
+
+
+def test_diversity_beyond_the_intent_is_pooled_over_intents():
+    # outputs that are the intent alone add no pairs and weigh nothing; repeats beyond it count against
+    groups = [["lost cat"] * 3, ["ski trip: fresh snow", "Ski trip: fresh snow"]]
+    assert _diversity_beyond(["lost cat", "ski trip"], groups) == 0.5
+    assert _diversity_beyond(["lost cat"], [["lost cat"]]) == 0.0
+

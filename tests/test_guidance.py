@@ -169,12 +169,18 @@ def test_tune_picks_the_setting_that_meets_most_goals(tiny_student, tmp_path, mo
     for trial in recorded["trials"]["headline"]:  # length sweeps to redo, under a calibration far off the mark
         trial.pop("length_curve", None)
         trial["sampling"].pop("repetition_penalty")  # as recorded before the penalty existed: still reused
+    # a trial that swept other relevance commands (an earlier sweep) is measured again
+    recorded["trials"]["headline"][0]["relevance_commands"] = [0.1, 0.5]
+    remeasured = (recorded["trials"]["headline"][0]["sampling"]["guidance_scale"],
+                  recorded["trials"]["headline"][0]["sampling"]["top_p"])
     saved["length_calibration"]["headline"] = [[5, 50.0], [6, 60.0]]
     (checkpoint / SAMPLING_FILE).write_text(json.dumps(saved))
     trials_file.write_text(json.dumps(recorded))
     tune(TuneConfig(**config, guidance_scales="1.0,2.0,3.0", top_ps="0.95,0.8"))
     screened = [(kw["guidance_scale"], kw["top_p"]) for calibration, kw in measured if not calibration]
-    assert screened == [(1.0, 0.8), (2.0, 0.8), (3.0, 0.95), (3.0, 0.8)]
+    grid_order = [(1.0, 0.95), (1.0, 0.8), (2.0, 0.95), (2.0, 0.8), (3.0, 0.95), (3.0, 0.8)]
+    new = {(1.0, 0.8), (2.0, 0.8), (3.0, 0.95), (3.0, 0.8), remeasured}
+    assert screened == [setting for setting in grid_order if setting in new]
     rerun = json.loads((checkpoint / SAMPLING_FILE).read_text())
     rerun_trials = json.loads(trials_file.read_text())["trials"]["headline"]
     assert len(rerun_trials) == 6

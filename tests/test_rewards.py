@@ -31,10 +31,10 @@ def test_novelty_length_and_diversity():
     assert rewards.diversity(["a b c", "d e f"]) == 1.0
     # beyond the intent: the pairs that hold a word of it do not count, the rest still do
     same_subject = ["Lost cat: come home", "Lost cat: reward offered"]
-    assert rewards.diversity(same_subject) == 5 / 6
-    assert rewards.diversity(same_subject, beyond="lost cat") == 1.0
-    assert rewards.diversity(["lost cat: come home", "lost cat: come home"], beyond="lost cat") == 0.5
-    assert rewards.diversity(["lost cat"], beyond="lost cat") == 1.0  # nothing beyond the subject
+    assert rewards.diversity(same_subject) == 5 / 6 and rewards.distinct_pairs(same_subject) == (5, 6)
+    assert rewards.distinct_pairs(same_subject, beyond="lost cat") == (2, 2)
+    assert rewards.distinct_pairs(["lost cat: come home"] * 2, beyond="lost cat") == (1, 2)
+    assert rewards.distinct_pairs(["lost cat"] * 3, beyond="lost cat") == (0, 0)  # nothing beyond the subject
     assert rewards.relevance([], []) == []
 
 

@@ -35,6 +35,19 @@ def test_encoding_bins_are_monotone_and_saved(tmp_path):
     assert training_text(old, record)[0].endswith(f"|>{record['intent']}<|sep|>")
 
 
+@pytest.mark.parametrize("edges, span, tokens", [
+    ([0.2, 0.4, 0.6], [0.1, 0.6], [0, 1, 2, 3]),  # the top end on an edge: its bin starts there
+    ([0.2, 0.4, 0.4, 0.6], [0.1, 0.7], [0, 1, 3, 4]),  # tied edges: bin 2 holds no value
+    ([0.10002, 0.10003, 0.5], [0.05, 0.7], [0, 1, 2, 3]),  # a middle that rounding would move up a bin
+    ([0.2, 0.4], [0.25, 0.35], [1]),  # the range in one bin: its top alone
+])
+def test_relevance_steps_send_each_reachable_token_once(edges, span, tokens):
+    enc = CommandEncoding(len(edges) + 1, {"headline": edges}, {"headline": span})
+    steps = enc.relevance_steps("headline")
+    assert [enc.relevance_bin("headline", v) for v in steps] == tokens and steps[-1] == span[1]
+    assert steps == sorted(steps) and all(span[0] <= v <= span[1] for v in steps)
+
+
 def test_checkpoint_is_self_describing(tiny_student):
     names = {p.name for p in tiny_student.iterdir()}
     assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "udrl.json",

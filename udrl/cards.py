@@ -185,7 +185,8 @@ def write_model_card(directory: str | Path) -> Path:
                   "8, 16, 24, 32, 40 for every task. Stock phrases: the share of top-command outputs that hold a "
                   "4-word phrase, none of its words the intent's, found in the outputs of 10 % of the intents or "
                   "more (`udrl.rewards.stock_phrases`). Diversity is distinct-2 over an intent's samples; beyond "
-                  "the intent, only the word pairs that hold none of the intent's words count.", "",
+                  "the intent, only the word pairs that hold none of the intent's words count, pooled over intents.",
+                  "",
                   "| task | spearman | pearson | length MAE | grid MAE | top-command relevance | teacher relevance "
                   "| top - teacher, 95 % CI over intents | top novelty | top diversity | teacher diversity "
                   "| diversity beyond the intent (teacher) "

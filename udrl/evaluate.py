@@ -38,10 +38,17 @@ def _finite(x: float) -> float:
     return float(x) if np.isfinite(x) else 0.0
 
 
-def _group_diversity(groups: list[list[str]], intents: list[str] | None = None) -> float:
-    """Mean distinct-2 over the samples of each intent; given the ``intents``, beyond their words."""
-    beyond = intents or [None] * len(groups)
-    return float(np.mean([rewards.diversity(g, beyond=i) for g, i in zip(groups, beyond)])) if groups else 0.0
+def _group_diversity(groups: list[list[str]]) -> float:
+    """Mean distinct-2 over the samples of each intent."""
+    return float(np.mean([rewards.diversity(g) for g in groups])) if groups else 0.0
+
+
+def _diversity_beyond(intents: list[str], groups: list[list[str]]) -> float:
+    """Distinct-2 of the word pairs that hold none of the intent's words, each intent's samples compared among
+    themselves, pooled over intents: an intent whose outputs add few pairs to its subject weighs little."""
+    counts = [rewards.distinct_pairs(g, beyond=i) for i, g in zip(intents, groups)]
+    total = sum(t for _, t in counts)
+    return sum(u for u, _ in counts) / total if total else 0.0
 
 
 def _stats(intents: list[str], groups: list[list[str]]) -> dict:
@@ -53,7 +60,7 @@ def _stats(intents: list[str], groups: list[list[str]]) -> dict:
     ends = np.cumsum([len(g) for g in groups])[:-1]
     by_intent = np.array([part.mean() if len(part) else np.nan for part in np.split(rel, ends)])
     return {"relevance": rel, "length": lengths, "novelty": nov, "diversity": _group_diversity(groups),
-            "diversity_beyond_intent": _group_diversity(groups, intents),
+            "diversity_beyond_intent": _diversity_beyond(intents, groups),
             "non_word": np.array(rewards.non_word_rate(flat_intents, flat)),
             "subject_kept": np.array(rewards.subject_kept(flat_intents, flat), dtype=float),
             "stock": np.array(rewards.stock_phrases(flat_intents, flat), dtype=float),
@@ -290,7 +297,7 @@ def summary_lines(result: dict) -> list[str]:
                      f"{t.get('non_word_rate', nan):>7.3f} {top.get('subject_kept', nan):>8.3f} "
                      f"{t.get('subject_kept', nan):>7.3f} {top.get('stock_phrases', nan):>6.3f} "
                      f"{t.get('stock_phrases', nan):>7.3f}  {format_difference(m.get('top_vs_teacher'))}")
-    return lines + ["div+: diversity beyond the intent's words (distinct-2 of the bigrams that hold none)",
+    return lines + ["div+: diversity beyond the intent's words (distinct-2 of the bigrams that hold none, pooled)",
                     f"goals: {GOALS}"]
 
 

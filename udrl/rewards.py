@@ -62,17 +62,20 @@ def novelty(intents: Sequence[str], outputs: Sequence[str]) -> list[float]:
     return scores
 
 
-def diversity(outputs: Sequence[str], beyond: str | None = None) -> float:
-    """Distinct-2 over a group of outputs: unique word bigrams / all bigrams (1.0 = no repetition). With
-    ``beyond`` (their intent), only the bigrams that hold none of its words count: how varied the outputs are
-    in what they add to the subject, which outputs that all keep it repeat by design (1.0 when none is left)."""
+def distinct_pairs(outputs: Sequence[str], beyond: str | None = None) -> tuple[int, int]:
+    """(unique, all) word bigrams of a group of outputs. With ``beyond`` (their intent), only the bigrams that
+    hold none of its words count: what the outputs add to the subject, which outputs that all keep it repeat."""
     bigrams = [g for o in outputs for g in word_ngrams(o, 2)]
     if beyond is not None:
         subject = set(words(beyond))
         bigrams = [g for g in bigrams if subject.isdisjoint(g)]
-        if not bigrams:
-            return 1.0
-    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+    return len(set(bigrams)), len(bigrams)
+
+
+def diversity(outputs: Sequence[str]) -> float:
+    """Distinct-2 over a group of outputs: unique word bigrams / all bigrams (1.0 = no repetition)."""
+    unique, total = distinct_pairs(outputs)
+    return unique / total if total else 0.0
 
 
 def relevance_model_path() -> str:

@@ -72,7 +72,8 @@ def _relevance_trial(student: Student, intents: list[str], task: str, samples: i
     (none: sent as they are)."""
     measured = student.with_length_calibration({task: calibration} if calibration else {})
     control = relevance_control(measured, intents, task, samples, seed, **setting)
-    return {"sampling": setting, "spearman": control["spearman"], "pearson": control["pearson"],
+    return {"sampling": setting, "relevance_commands": [s["relevance_command"] for s in control["sweep"]],
+            "spearman": control["spearman"], "pearson": control["pearson"],
             "top": control["top"], "margins": goal_margins(task, control, teacher)}
 
 
@@ -131,7 +132,9 @@ def tune(cfg: TuneConfig) -> dict:
         if teachers[task] is None:
             teacher = teacher or load_teacher(cfg.teacher)
             teachers[task] = teacher_stats(teacher, intents, task, samples, seed)
-        earlier = {Sampling(**t["sampling"]): t for t in kept.get(task, [])}
+        # a trial is reused only where it swept the commands a sweep sends now
+        sweep = student.encoding.relevance_steps(task)
+        earlier = {Sampling(**t["sampling"]): t for t in kept.get(task, []) if t.get("relevance_commands") == sweep}
         trials[task] = []
         for scale, temperature, top_p, penalty, siblings in tqdm(grid, desc=f"tune {task}"):
             setting = Sampling(temperature=temperature, top_p=top_p, guidance_scale=scale, repetition_penalty=penalty,

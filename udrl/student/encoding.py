@@ -103,14 +103,24 @@ class CommandEncoding:
         return None if self.relevance_bin(task, reference) == self.relevance_bin(task, value) else reference
 
     def relevance_steps(self, task: str) -> list[float]:
-        """One relevance command per token the task's range reaches, low to high: the range's ends and the
-        middle of each bin between them. Two commands in one bin send the model the same token, so a sweep
-        or a slider step between them changes nothing but the guidance reference."""
+        """One relevance command per token the task's range reaches, low to high: the range's low end, the
+        middle of each bin between, and its high end (alone when the range lies in one bin). Two commands in
+        one bin send the model the same token, so a sweep or a slider step between them changes nothing but
+        the guidance reference."""
         self.check_task(task)
         lo, hi = self.relevance_range[task]
-        edges = sorted({e for e in self.relevance_edges[task] if lo < e < hi})
-        inner = [round((a + b) / 2, 4) for a, b in zip(edges, edges[1:])]
-        return [lo, *inner, hi]
+        edges = self.relevance_edges[task]
+        first, last = self.relevance_bin(task, lo), self.relevance_bin(task, hi)
+        if first == last:
+            return [hi]
+        steps = [lo]
+        for b in range(first + 1, last):
+            middle = (edges[b - 1] + edges[b]) / 2
+            if self.relevance_bin(task, middle) != b:  # tied edges: no value reaches this bin
+                continue
+            rounded = round(middle, 4)  # for reading, unless rounding would move it out of its bin
+            steps.append(rounded if self.relevance_bin(task, rounded) == b else middle)
+        return steps + [hi]
 
     def relevance_bin(self, task: str, value: float) -> int:
         """Bin index (0 = least relevant) of a relevance value for ``task``."""
