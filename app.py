@@ -21,7 +21,7 @@ from udrl.demo import annotate  # noqa: E402
 from udrl.demo.inputs import (  # noqa: E402
     GUIDANCE_RANGE, MAX_INTENT_CHARS, MAX_SAMPLES, PENALTY_RANGE, InputError, parse_request,
 )
-from udrl.evaluate import relevance_commands, sweep_student  # noqa: E402
+from udrl.evaluate import sweep_student  # noqa: E402
 from udrl.plots import length_figure, relevance_figure  # noqa: E402
 from udrl.demo.service import ModelUnavailable, Models  # noqa: E402
 from udrl.tasks import TASK_NAMES, TASKS  # noqa: E402
@@ -150,7 +150,7 @@ def sweep(intent, task, n, seed, progress=gr.Progress()):
     except ModelUnavailable as err:
         raise _fail(err) from None
     req = _request(intent, task, None, student.encoding.length_median.get(task, 20), n, seed)
-    rel_commands = relevance_commands(student, req.task)
+    rel_commands = student.encoding.relevance_steps(req.task)
     steps = len(rel_commands) + len(LENGTH_GRID) + 1
     common = {"samples": req.n, "seed": req.seed}
     with MODELS.student_lock:

@@ -98,17 +98,11 @@ def sweep_student(student, intents: list[str], task: str, commands: list[float],
     return results
 
 
-def relevance_commands(student, task: str) -> list[float]:
-    """The relevance commands a sweep sends: one per relevance token of the task (its range's ends and the
-    middle of each bin between), so that no two steps send the model the same command."""
-    return student.encoding.relevance_steps(task)
-
-
 def relevance_control(student, intents: list[str], task: str, samples: int, seed: int, progress: bool = False,
                       **sampling) -> dict:
     """Sweep the relevance command at the task's median length: ``sweep``, ``spearman`` (commands vs
     mean relevance), ``pearson`` (per sample) and ``top`` (the highest command)."""
-    rel_commands = relevance_commands(student, task)
+    rel_commands = student.encoding.relevance_steps(task)  # one per relevance token
     rel_runs = sweep_student(student, intents, task, rel_commands, samples=samples, seed=seed,
                              length=student.encoding.length_median[task], progress=progress, **sampling)
     sweep = [{"relevance_command": c, "relevance_mean": round(float(s["relevance"].mean()), 4),

@@ -42,19 +42,23 @@ def _first(word: str, text: str, flags: int = 0) -> re.Match | None:
     return re.search(rf"(?<!{_LETTER}){re.escape(word)}(?!{_LETTER})", text, flags)
 
 
-def slot_words(intent: str, slots: int) -> list[str]:
-    """The intent's first ``slots`` subject words, spelt as the intent spells them; a piece of a word with
-    other letters ("sum" of "résumé") is none."""
+def _slot_matches(intent: str, slots: int) -> list[re.Match]:
+    """Where the intent's first ``slots`` subject words first stand in it as whole words; a piece of a word
+    with other letters ("sum" of "résumé") is none."""
     found = (_first(word, intent, re.IGNORECASE) for word in subject_words(intent))
-    return [match.group(0) for match in found if match][:slots]
+    return [match for match in found if match][:slots]
+
+
+def slot_words(intent: str, slots: int) -> list[str]:
+    """The intent's first ``slots`` subject words, spelt as the intent spells them."""
+    return [match.group(0) for match in _slot_matches(intent, slots)]
 
 
 def marked_intent(intent: str, slots: int) -> str:
     """The intent with each slot word's first occurrence followed by its slot token."""
-    for k, word in reversed(list(enumerate(slot_words(intent, slots), start=1))):
-        found = _first(word, intent)
-        if found:
-            intent = intent[: found.end()] + slot_token(k) + intent[found.end():]
+    ends = sorted(((m.end(), k) for k, m in enumerate(_slot_matches(intent, slots), start=1)), reverse=True)
+    for end, k in ends:  # from the back, so that an insertion moves no place still to come
+        intent = intent[:end] + slot_token(k) + intent[end:]
     return intent
 
 
@@ -76,13 +80,13 @@ class Slots:
 
     def __init__(self, tokenizer, slots: int):
         vocab = tokenizer.get_vocab()
-        self.tokenizer = tokenizer
+        self.tokenizer, self.count = tokenizer, slots
         self.by_id = {vocab[t]: (int(m.group(2)), m.group(1))
                       for t in slot_tokens(slots) if t in vocab for m in [_SLOT.fullmatch(t)]}
 
     def pieces(self, intent: str) -> dict[int, str]:
         """The text each slot token adds to an output for ``intent`` (slots beyond its words: none)."""
-        words = slot_words(intent, max((k for k, _ in self.by_id.values()), default=0))
+        words = slot_words(intent, self.count)
         return {t: " " + FORMS[form](words[k - 1]) for t, (k, form) in self.by_id.items() if k <= len(words)}
 
     def decode(self, ids: Sequence[int], intent: str) -> str:
