@@ -105,6 +105,9 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     assert result["cpu"] and format_table(result).startswith(f"{result['cpu']}, {os.cpu_count()} cores")
     assert result["teacher_llamacpp"]["parameters"] > 100_000_000
     assert result["speedup_vs_llamacpp"] > 0
+    ratio = s["batch_tokens_per_s"] / result["teacher_llamacpp"]["tokens_per_s"]  # the batch against one stream
+    assert result["student_batch_vs_llamacpp_stream"] == pytest.approx(ratio, abs=0.05)
+    assert f"stream: {result['student_batch_vs_llamacpp_stream']}x tokens/s" in format_table(result)
     assert s["prompts"] == result["teacher_llamacpp"]["prompts"] == 4  # both ran every prompt, in turns
     assert s["batches"] == unguided["batches"] == 2  # one batch in each round of turns (4 prompts, 2 a turn)
     (checkpoint / "bench.json").write_text(json.dumps(result))
@@ -112,6 +115,7 @@ def test_bench_measures_student_and_teacher(tiny_student, tmp_path):
     assert f"## Speed ({os.cpu_count()} CPU cores, {result['cpu']})" in card
     assert f"speed-up over the teacher: {result['speedup_vs_llamacpp']:.1f}x (llama.cpp)\n" in card
     assert f"speed-up over the teacher: {result['guarded_speedup_vs_llamacpp']:.1f}x (llama.cpp)" in card
+    assert f"single llama.cpp stream: {result['student_batch_vs_llamacpp_stream']:.1f}x" in card
 
 
 def test_bench_reports_a_worker_that_cannot_start(tiny_student, tmp_path):

@@ -230,6 +230,10 @@ def run_bench(checkpoint: str, intents_file: str, task: str = BenchConfig.task, 
         result[f"speedup_vs_{key}"] = round(result[f"teacher_{key}"]["p50_ms"] / result["student"]["p50_ms"], 1)
         result[f"guarded_speedup_vs_{key}"] = round(result[f"teacher_{key}"]["p50_ms"]
                                                     / result["student_guarded"]["p50_ms"], 1)
+    if "teacher_llamacpp" in result:  # the throughput goal: the student's batch against one teacher stream
+        stream = result["teacher_llamacpp"]["tokens_per_s"]
+        for name in ("student", "student_guarded"):
+            result[f"{name}_batch_vs_llamacpp_stream"] = round(result[name]["batch_tokens_per_s"] / stream, 1)
     return result
 
 
@@ -256,4 +260,7 @@ def format_table(result: dict) -> str:
               if k.startswith("speedup_vs_")]
     lines += [f"p50 speed-up of the guarded student vs {k[len('guarded_speedup_vs_'):]}: {v}x"
               for k, v in result.items() if k.startswith("guarded_speedup_vs_")]
+    lines += [f"{name.replace('_', ', ')} at batch {result[name]['batch_size']} over the teacher's single llama.cpp "
+              f"stream: {result[f'{name}_batch_vs_llamacpp_stream']}x tokens/s"
+              for name in ("student", "student_guarded") if f"{name}_batch_vs_llamacpp_stream" in result]
     return "\n".join(lines)

@@ -217,6 +217,9 @@ def write_model_card(directory: str | Path) -> Path:
                      if "student_unguided" in bench else "")]
         plain = _speedups(bench, "speedup_vs_")
         lines += [f"- speed-up over the teacher: {plain}"] if plain else []
+        if "student_batch_vs_llamacpp_stream" in bench:  # an older bench.json has no such ratio
+            lines += [f"- tokens/s at batch 32 over the teacher's single llama.cpp stream: "
+                      f"{bench['student_batch_vs_llamacpp_stream']:.1f}x"]
         if "student_guarded" in bench:  # an older bench.json has no guarded run
             guarded = bench["student_guarded"]
             lines += [f"- with the word guard (the app's default): p50 {guarded['p50_ms']:.1f} ms, "

@@ -323,9 +323,9 @@ def write_report(result: dict, directory: str | Path) -> Path:
             fig.write_html(d / name, include_plotlyjs="cdn")
         lines += [f"## {task}", "", f"- [achieved vs commanded relevance]({task}_relevance.html)",
                   f"- [achieved vs commanded length]({task}_length.html)", "",
-                  "| relevance command | achieved mean | sd | length | novelty |", "|---|---|---|---|---|"]
+                  "| relevance command | achieved mean | sd | length | novelty | diversity |", "|---|---|---|---|---|---|"]
         lines += [f"| {s['relevance_command']:.3f} | {s['relevance_mean']:.3f} | {s['relevance_std']:.3f} | "
-                  f"{s['length_mean']:.1f} | {s['novelty_mean']:.3f} |" for s in m["sweep"]]
+                  f"{s['length_mean']:.1f} | {s['novelty_mean']:.3f} | {s['diversity']:.3f} |" for s in m["sweep"]]
         lines += ["", "| length command | token sent | achieved mean | MAE |", "|---|---|---|---|"]
         lines += [f"| {s['length_command']} | {s['length_token']} | "
                   f"{s['length_mean']:.1f} | {s['length_mae']:.2f} |"
