@@ -6,7 +6,7 @@ import pytest
 
 from udrl.__main__ import main
 from udrl.corpus import load_corpus
-from udrl.rollouts import PhraseCap
+from udrl.rewards import PhraseCap
 from udrl.student import load_student
 
 
@@ -89,6 +89,29 @@ def test_phrase_cap_admits_a_stock_phrase_only_so_often():
     one = PhraseCap(1)  # phrases holding an intent word are the subject, not stock: never capped
     assert all(one.admit("lost cat", "lost cat poster now") for _ in range(3))
     assert all(PhraseCap(0).admit("lost cat", f"lost cat {stock}") for _ in range(3))
+
+
+def test_train_caps_stock_phrases_of_rollouts_only():
+    """``train --phrase-cap``: the student's own rollouts sharing a phrase beyond their subject are kept only so
+    often; the teacher's records and augmented copies all stay, whatever they share."""
+    from udrl.train import cap_rollout_phrases
+
+    stock = "in bright pink and white"
+    subjects = ["lost cat", "jazz night", "bakery opening", "tulip farm", "chess club"]
+    rollouts = [{"task": "image_prompt", "intent": s, "output": f"{s} poster {stock}", "source": "student"}
+                for s in subjects]
+    fresh = {"task": "image_prompt", "intent": "kite day", "output": "kite day over green hills at noon",
+             "source": "student"}
+    other_task = {**rollouts[0], "task": "headline"}
+    teacher = [{"task": "image_prompt", "intent": s, "output": f"{s} flyer {stock}"} for s in subjects]
+    records = teacher + rollouts + [fresh, other_task]
+    kept = cap_rollout_phrases(records, cap=2, seed=0)
+    assert [r for r in kept if r.get("source") != "student"] == teacher
+    assert sum(r in kept for r in rollouts) == 2  # the first two drawn of five
+    assert fresh in kept and other_task in kept  # a phrase of its own; each task is capped apart
+    drawn = {tuple(r["intent"] for r in cap_rollout_phrases(records, 2, seed) if r in rollouts) for seed in range(10)}
+    assert len(drawn) > 1  # drawn in a shuffled order, not always the first round's
+    assert cap_rollout_phrases(records, cap=0, seed=0) == records
 
 
 def test_train_counts_rollouts_among_augmented_records(tiny_student, tiny_corpus, tmp_path):

@@ -161,6 +161,30 @@ def test_llama_cpp_path_matches_pytorch(tiny_student):
                                             generator=torch.Generator().manual_seed(3))
 
 
+def test_banned_tokens_are_never_drawn_on_either_path(tiny_student, monkeypatch):
+    """A task's foreign tokens (a headline's ";") are never drawn, batched or on llama.cpp, and the two paths
+    still agree."""
+    student = load_student(tiny_student)
+    ids = student.prompt_ids("lost cat", "headline", 0.6, 12)
+    greedy = student.fast.generate([ids], 15, student.eos_id, student.pad_id, temperature=0)[0]
+    banned = sorted(set(greedy) - {student.eos_id})[:2]
+    assert banned, "the tiny student should write something"
+    fast = student.fast.generate([ids], 15, student.eos_id, student.pad_id, temperature=0, banned=banned)[0]
+    single = student.single.generate([ids], 15, student.eos_id, student.pad_id, temperature=0, banned=banned)[0]
+    assert fast == single != greedy and not set(fast) & set(banned)
+    semicolons = student.foreign_tokens("headline")
+    assert semicolons and all(";" in student.tokenizer.decode([i]) for i in semicolons)
+    assert student.foreign_tokens("search_queries") == [] == student.foreign_tokens("image_prompt")
+    sent = []
+    for decoder in (student.fast, student.single):  # generate sends the task's foreign tokens to either path
+        monkeypatch.setattr(decoder, "generate", lambda *a, _f=decoder.generate, **k: sent.append(k["banned"])
+                            or _f(*a, **k))
+    student.generate(["lost cat"], "headline")
+    student.generate(["lost cat", "jazz night"], "headline", n=2)
+    student.generate(["lost cat"], "image_prompt")
+    assert sent == [semicolons, semicolons, []]
+
+
 def test_batched_left_padding_matches_single(tiny_student):
     student = load_student(tiny_student)
     short = student.prompt_ids("ski trip", "headline", 0.5, 8)

@@ -52,3 +52,17 @@ def test_echoes_of_the_few_shot_examples_are_not_learned():
     clean = {**leak, "task": "image_prompt", "intent": "milk shake", "output": "A milk shake on a wooden table"}
     assert not echoes_example(clean["task"], clean["intent"], clean["output"]) and usable(clean)
     assert not usable({**clean, "flags": ["refusal"]})
+
+
+def test_a_headline_in_the_search_queries_form_is_not_learnt():
+    """A headline joining phrases with the queries' ";" (an earlier student's) is left out of training; the
+    teacher's image prompts use ";" as English does and stay, as do search queries."""
+    from udrl.train import usable
+
+    leak = {"task": "headline", "intent": "origami workshop", "output": "Origami workshop; origami project!",
+            "flags": []}
+    assert get_task("headline").takes_foreign_form(leak["output"]) and not usable(leak)
+    assert usable({**leak, "output": "Fold Your Story: Origami for Everyone!"})
+    assert usable({**leak, "task": "image_prompt",
+                   "output": "Paper cranes on a wooden table; soft morning light, origami workshop for seniors"})
+    assert usable({**leak, "task": "search_queries", "output": "origami workshop flyer; paper craft class poster"})

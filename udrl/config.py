@@ -183,6 +183,9 @@ class TrainConfig:
     word_samples: str | None = _arg(None, "folders written by `rollouts --keep mistakes` (comma-separated): the "
                                            "student's own outputs with invented words, learnt from by the word loss "
                                            "alone")
+    phrase_cap: int = _arg(0, "keep at most this many of the student's own rollout records per task that share a "
+                              "4-word phrase without an intent word, so that stock phrases earlier rounds let "
+                              "through are not taught again (0: no cap)")
 
     def __post_init__(self):
         if self.word_loss < 0:
@@ -191,6 +194,8 @@ class TrainConfig:
             raise ValueError("word_samples are learnt from by the word loss alone: pass --word-loss too")
         if self.intent_slots < 0:
             raise ValueError("intent_slots is a count of words: 0 or more")
+        if self.phrase_cap < 0:
+            raise ValueError("phrase_cap is a count of records: 0 (no cap) or more")
         if self.word_loss and self.intent_slots:
             raise ValueError("the word loss's rule does not read intent-word slots: pass one of --word-loss "
                              "and --intent-slots")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -163,6 +164,24 @@ def stock_phrases(intents: Sequence[str], outputs: Sequence[str]) -> list[bool]:
     floor = max(3, STOCK_SHARE * len(set(intents)))
     stock = {p for p, who in holders.items() if len(who) >= floor}
     return [bool(found & stock) for found in phrases]
+
+
+class PhraseCap:
+    """Admits an output only while each of its phrases (``STOCK_WORDS`` words, none of them an
+    intent word) has been admitted fewer than ``cap`` times; ``cap`` 0 admits everything."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.seen: Counter = Counter()
+
+    def admit(self, intent: str, text: str) -> bool:
+        if not self.cap:
+            return True
+        phrases = phrases_beyond(intent, text, STOCK_WORDS)
+        if any(self.seen[p] >= self.cap for p in phrases):
+            return False
+        self.seen.update(phrases)
+        return True
 
 
 def subject_kept(intents: Sequence[str], outputs: Sequence[str]) -> list[bool]:

@@ -34,24 +34,6 @@ from udrl.fluency import TeacherFluency
 PREFIX = "rollout"
 
 
-class PhraseCap:
-    """Admits an output only while each of its phrases (:data:`udrl.rewards.STOCK_WORDS` words, none of them an
-    intent word) has been admitted fewer than ``cap`` times; ``cap`` 0 admits everything."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.seen: Counter = Counter()
-
-    def admit(self, intent: str, text: str) -> bool:
-        if not self.cap:
-            return True
-        phrases = rewards.phrases_beyond(intent, text, rewards.STOCK_WORDS)
-        if any(self.seen[p] >= self.cap for p in phrases):
-            return False
-        self.seen.update(phrases)
-        return True
-
-
 def teacher_ranks(judge: TeacherFluency, task: str, flat: list[tuple], clean: list[bool],
                   best: int) -> dict[int, float]:
     """The teacher's score (:class:`udrl.fluency.TeacherFluency`) of the ``best`` likeliest clean outputs of
@@ -87,7 +69,7 @@ def rollouts(cfg: RolloutsConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     kept, dropped = Counter(), Counter()
     tasks = task_list(cfg.tasks)
-    caps = {task: PhraseCap(cfg.phrase_cap) for task in tasks}
+    caps = {task: rewards.PhraseCap(cfg.phrase_cap) for task in tasks}
     judge = TeacherFluency() if cfg.teacher_rank else None
     writer = ShardWriter(out, prefix=PREFIX)
     blocks = [(task, start) for task in tasks for start in range(0, len(intents), cfg.block)]

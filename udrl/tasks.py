@@ -22,6 +22,12 @@ class Task:
     max_new_tokens: int
     min_words: int = 1
     stop: tuple[str, ...] = field(default=("\n",))
+    foreign: str = ""  # characters of another task's form that no output of this task holds
+
+    def takes_foreign_form(self, output: str) -> bool:
+        """Whether ``output`` holds a character of another task's form (a headline joining phrases with the
+        search queries' ";")."""
+        return any(c in output for c in self.foreign)
 
     def messages(self, intent: str) -> list[dict[str, str]]:
         """Chat messages for the teacher: system instruction, few-shot turns, then the intent."""
@@ -90,6 +96,7 @@ TASKS: dict[str, Task] = {
         ),
         max_new_tokens=24,
         min_words=2,
+        foreign=";",  # the search queries' separator: a headline is one phrase, not a list of queries
     ),
 }
 

@@ -14,6 +14,9 @@ text shows the model one allowed token a position; this shows it every token the
 the model's own outputs go wrong (a rare word finished with a piece that spells nothing). ``word_samples``
 adds outputs of the student's own that hold invented words: at their positions the word loss alone applies,
 with the token the model wrote there not allowed, so it learns on the begun words where it goes wrong.
+
+``phrase_cap`` limits how many of the student's own rollouts may share a 4-word phrase beyond the subject:
+rounds of iterated UDRL otherwise teach the student its own stock scenery again ("bright pink and white").
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import copy
 import functools
 import json
 import math
+import random
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,8 +37,8 @@ from udrl import invocation
 from udrl.config import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, TrainConfig
 from udrl.student.encoding import ENCODING_FILE, EOS, PAD, CommandEncoding, prompt_text, training_text
 from udrl.corpus import load_corpus
-from udrl.rewards import doubles_a_word
-from udrl.tasks import echoes_example
+from udrl.rewards import PhraseCap, doubles_a_word
+from udrl.tasks import echoes_example, get_task
 from udrl.student.decoding import guided_scores
 from udrl.student.guard import WordRule, own_words
 from udrl.student.sampling import Sampling, load_sampling, save_sampling
@@ -42,11 +46,30 @@ from udrl.student.sampling import Sampling, load_sampling, save_sampling
 
 def usable(record: dict) -> bool:
     """Records the student learns from: every reward level, but no refusals, empty answers, echoes of the
-    teacher's few-shot examples (:func:`udrl.tasks.echoes_example`) or outputs that write a word twice in a
-    row (:func:`udrl.rewards.doubles_a_word`: mostly an earlier student's rollouts, "New Haven Haven")."""
+    teacher's few-shot examples (:func:`udrl.tasks.echoes_example`), outputs that write a word twice in a
+    row (:func:`udrl.rewards.doubles_a_word`: mostly an earlier student's rollouts, "New Haven Haven") or
+    outputs in another task's form (:meth:`udrl.tasks.Task.takes_foreign_form`: an earlier student's
+    headlines written as search queries, "Origami workshop; origami project!")."""
     return not ({"refusal", "empty"} & set(record.get("flags", []))
                 or echoes_example(record["task"], record["intent"], record["output"])
-                or doubles_a_word(record["intent"], record["output"]))
+                or doubles_a_word(record["intent"], record["output"])
+                or get_task(record["task"]).takes_foreign_form(record["output"]))
+
+
+def cap_rollout_phrases(records: list[dict], cap: int, seed: int) -> list[dict]:
+    """``records`` with the student's own rollouts (``source: "student"``) kept only while each 4-word phrase
+    without an intent word is in fewer than ``cap`` kept rollouts of their task (:class:`udrl.rewards.PhraseCap`),
+    drawn in an order shuffled by ``seed`` so that no round comes first; other records all stay. ``cap`` 0
+    keeps every record."""
+    if not cap:
+        return records
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    caps: dict[str, PhraseCap] = {}
+    dropped = {i for i in order if records[i].get("source") == "student"
+               and not caps.setdefault(records[i]["task"], PhraseCap(cap)).admit(records[i]["intent"],
+                                                                                records[i]["output"])}
+    return [r for i, r in enumerate(records) if i not in dropped]
 
 
 def build_tokenizer(texts: list[str], encoding: CommandEncoding, vocab_size: int):
@@ -296,6 +319,7 @@ def train(cfg: TrainConfig) -> dict:
     # augmented records join the training split only: the held-out loss stays on the teacher's test samples
     augmented = [r for folder in filter(None, (cfg.augmented or "").split(","))
                  for r in load_corpus(folder.strip(), split="train") if usable(r)]
+    augmented = cap_rollout_phrases(augmented, cfg.phrase_cap, cfg.seed)
     train_records += augmented
     # outputs annotators preferred (`python -m udrl feedback`), training split only, like the augmented ones
     feedback = [r for r in load_corpus(cfg.feedback, split="train") if usable(r)] if cfg.feedback else []

@@ -123,7 +123,7 @@ class FastGPT2:
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  references: list[list[int]] | None = None, guidance_scale: float = 1.0,
                  repetition_penalty: float = 1.0, guard: WordGuard | None = None, group: int = 1,
-                 sibling_penalty: float = 1.0) -> list[list[int]]:
+                 sibling_penalty: float = 1.0, banned: list[int] | None = None) -> list[list[int]]:
         """Sample continuations of token-id prompts (left-padded into one batch); stop at ``eos_id``.
 
         Sampling draws from the same distribution as ``generate(do_sample=True)`` (logits / temperature,
@@ -135,6 +135,7 @@ class FastGPT2:
         A ``guard`` (one row per prompt) redraws tokens that would leave real words (:mod:`udrl.student.guard`).
         A ``sibling_penalty`` other than 1 lowers tokens that would repeat a token pair already written in
         the same ``group`` of consecutive prompts (one intent's outputs; :mod:`udrl.student.variety`).
+        Tokens in ``banned`` are never drawn (a character of another task's form, as a headline's ";").
 
         A batch of at least ``SHARD_ROWS`` rows (prompts and references) per torch thread is split into
         one shard per thread, decoded side by side on one thread each: a small model's operations share
@@ -146,7 +147,8 @@ class FastGPT2:
         shards = min(torch.get_num_threads(), rows // self.SHARD_ROWS)
         if shards < 2:
             return self._generate(prompts, max_new_tokens, eos_id, pad_id, temperature, top_p, generator,
-                                  references, guidance_scale, repetition_penalty, guard, group, sibling_penalty)
+                                  references, guidance_scale, repetition_penalty, guard, group, sibling_penalty,
+                                  banned)
         seeds = torch.randint(2**62, (shards,), generator=generator).tolist()
         size = -(-len(prompts) // shards)
         size = -(-size // group) * group  # a group's rows stay in one shard
@@ -159,7 +161,7 @@ class FastGPT2:
                                              None if references is None else references[i : i + size],
                                              guidance_scale, repetition_penalty,
                                              None if guard is None else guard.slice(i, i + size), group,
-                                             sibling_penalty)
+                                             sibling_penalty, banned)
                         for i, seed in zip(range(0, len(prompts), size), seeds)]
                 return [tokens for job in jobs for tokens in job.result()]
             finally:
@@ -170,7 +172,7 @@ class FastGPT2:
                   temperature: float, top_p: float, generator: torch.Generator | None,
                   references: list[list[int]] | None, guidance_scale: float,
                   repetition_penalty: float = 1.0, guard: WordGuard | None = None, group: int = 1,
-                  sibling_penalty: float = 1.0) -> list[list[int]]:
+                  sibling_penalty: float = 1.0, banned: list[int] | None = None) -> list[list[int]]:
         """:meth:`generate` on one batch, in the calling thread (``references`` only when guided)."""
         siblings = _siblings(prompts, group, sibling_penalty, eos_id)
         guided = references is not None
@@ -204,6 +206,8 @@ class FastGPT2:
         for step in range(max_new_tokens):
             # the head is linear: guiding the hidden states gives the guided logits for half the product
             scores = (guided_scores(hidden, guidance_scale) if guided else hidden) @ self.lm_head.T
+            if banned:
+                scores[:, banned] = float("-inf")
             if seen is not None:
                 scores = penalize_repeats(scores, seen, repetition_penalty)
             if siblings is not None:
@@ -447,7 +451,7 @@ class LlamaCppGPT2:
                  temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None,
                  references: list[list[int]] | None = None, guidance_scale: float = 1.0,
                  repetition_penalty: float = 1.0, guard: WordGuard | None = None, group: int = 1,
-                 sibling_penalty: float = 1.0) -> list[list[int]]:
+                 sibling_penalty: float = 1.0, banned: list[int] | None = None) -> list[list[int]]:
         """Same contract as :meth:`FastGPT2.generate`; prompts are decoded one after the other (so under the
         sibling penalty a later output sees all of an earlier sibling's pairs)."""
         guided = _check_guidance(prompts, references, guidance_scale)
@@ -464,6 +468,8 @@ class LlamaCppGPT2:
             for step in range(budget):
                 logits = self.last_logits(len(sequences))
                 scores = guided_scores(logits, guidance_scale) if guided else logits
+                if banned:
+                    scores[:, banned] = float("-inf")
                 if seen is not None:
                     scores = penalize_repeats(scores, seen, repetition_penalty)
                 if siblings is not None:

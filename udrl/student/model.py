@@ -21,6 +21,7 @@ from udrl.config import MAX_INTENT_CHARS
 from udrl.student.encoding import EOS, PAD, SEP, CommandEncoding
 from udrl.student.slots import Slots
 from udrl.student.sampling import LengthCalibration, Sampling, load_length_calibration, load_sampling
+from udrl.tasks import get_task
 
 
 class CheckpointError(RuntimeError):
@@ -75,6 +76,7 @@ class Student:
         self.pad_id = tokenizer.convert_tokens_to_ids(PAD)
         self.parameters = sum(p.numel() for p in model.parameters())
         self.word_guard = False
+        self._foreign: dict[str, list[int]] = {}
 
     @property
     def version(self) -> str:
@@ -101,6 +103,15 @@ class Student:
         other = copy.copy(self)
         other.word_guard = on
         return other
+
+    def foreign_tokens(self, task: str) -> list[int]:
+        """The tokens holding a character of another task's form (:attr:`udrl.tasks.Task.foreign`), which
+        the task's outputs never draw: a headline is one phrase, not search queries joined by ";"."""
+        if task not in self._foreign:
+            foreign = get_task(task).foreign
+            self._foreign[task] = [i for i in range(len(self.tokenizer))
+                                   if foreign and any(c in self.tokenizer.decode([i]) for c in foreign)]
+        return self._foreign[task]
 
     def sampling_for(self, task: str) -> Sampling:
         """The task's sampling settings saved with the checkpoint (defaults when it has none)."""
@@ -156,7 +167,8 @@ class Student:
                                        generator=generator, references=references,
                                        guidance_scale=sampling.guidance_scale,
                                        repetition_penalty=sampling.repetition_penalty, group=n,
-                                       sibling_penalty=sampling.sibling_penalty, **guard)
+                                       sibling_penalty=sampling.sibling_penalty,
+                                       banned=self.foreign_tokens(task), **guard)
         texts = [self.slots.decode(ids, intents[i // n]) for i, ids in enumerate(token_lists)]
         elapsed_ms = (time.perf_counter() - started) * 1000
         command = {"task": task, "relevance": rel, "relevance_token": enc.relevance_bin(task, rel), "length": words,
