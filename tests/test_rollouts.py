@@ -140,3 +140,13 @@ def test_train_counts_rollouts_among_augmented_records(tiny_student, tiny_corpus
     with pytest.raises(ValueError, match="--word-loss"):
         TrainConfig(word_samples=str(out))
     assert "relabelled by `python -m udrl rollouts`" in (tmp_path / "next" / "README.md").read_text()
+
+
+def test_model_card_says_the_rollouts_phrase_cap():
+    from udrl.cards import _stage_line
+
+    stage = {"config": {"phrase_cap": 10, "lr": 5e-4, "batch_size": 64, "epochs": 1, "seed": 0},
+             "train_records": 100, "augmented_records": 30, "rollout_records": 30, "heldout_records": 5}
+    assert ("(30 of them the student's own outputs, relabelled by `python -m udrl rollouts`, at most 10 of a task's "
+            "sharing a 4-word phrase beyond the subject)") in _stage_line(stage, 2)
+    assert "at most" not in _stage_line({**stage, "config": {**stage["config"], "phrase_cap": 0}}, 2)

@@ -47,8 +47,9 @@ def _stage_line(stage: dict, number: int | None) -> str:
                  "the stage before's guided distribution to the model's single pass; ")
     return (head + f"{stage['train_records']} training records"
             + (f" ({swapped} of them subject-swapped by `python -m udrl augment`)" if swapped else "")
-            + (f" ({rolled} of them the student's own outputs, relabelled by `python -m udrl rollouts`)"
-               if rolled else "")
+            + (f" ({rolled} of them the student's own outputs, relabelled by `python -m udrl rollouts`"
+               + (f", at most {cfg['phrase_cap']} of a task's sharing a 4-word phrase beyond the subject"
+                  if cfg.get("phrase_cap") else "") + ")" if rolled else "")
             + (f" ({preferred} of them outputs annotators preferred, from `python -m udrl feedback`)"
                if preferred or cfg.get("feedback") else "")
             + (f" ({stage['word_sample_records']} of them the student's own outputs with invented words, from "
