@@ -26,6 +26,7 @@ import functools
 import json
 import math
 import random
+from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -65,10 +66,12 @@ def cap_rollout_phrases(records: list[dict], cap: int, seed: int) -> list[dict]:
         return records
     order = list(range(len(records)))
     random.Random(seed).shuffle(order)
-    caps: dict[str, PhraseCap] = {}
-    dropped = {i for i in order if records[i].get("source") == "student"
-               and not caps.setdefault(records[i]["task"], PhraseCap(cap)).admit(records[i]["intent"],
-                                                                                records[i]["output"])}
+    caps: defaultdict[str, PhraseCap] = defaultdict(lambda: PhraseCap(cap))
+    dropped = set()
+    for i in order:
+        r = records[i]
+        if r.get("source") == "student" and not caps[r["task"]].admit(r["intent"], r["output"]):
+            dropped.add(i)
     return [r for i, r in enumerate(records) if i not in dropped]
 
 

@@ -108,9 +108,9 @@ class Student:
         """The tokens holding a character of another task's form (:attr:`udrl.tasks.Task.foreign`), which
         the task's outputs never draw: a headline is one phrase, not search queries joined by ";"."""
         if task not in self._foreign:
-            foreign = get_task(task).foreign
-            self._foreign[task] = [i for i in range(len(self.tokenizer))
-                                   if foreign and any(c in self.tokenizer.decode([i]) for c in foreign)]
+            form = get_task(task)
+            self._foreign[task] = [i for i in range(len(self.tokenizer)) if form.foreign
+                                   and form.takes_foreign_form(self.tokenizer.decode([i]))]
         return self._foreign[task]
 
     def sampling_for(self, task: str) -> Sampling:
